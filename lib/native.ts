@@ -1,0 +1,145 @@
+/**
+ * The native addon, loaded once, with a type for exactly what it exports
+ * (native/addon/*.cpp). Nothing outside lib/ should import the addon directly.
+ */
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+import { CxrError } from './errors.js';
+import type { GgmlTypeName } from './gguf-writer.js';
+
+/** A GGUF metadata value as the addon returns it. Long arrays are summarised. */
+export type GgufMetaValue = number | bigint | boolean | string | GgufMetaValue[] | { type: string; length: number };
+
+export interface NativeTensorInfo {
+  name: string;
+  type: string;
+  /** Dimensions in ggml order: ne[0] is the row length. */
+  ne: number[];
+  offset: number;
+  bytes: number;
+}
+
+export interface NativeGgufInfo {
+  path: string;
+  version: number;
+  fileSize: number;
+  alignment: number;
+  dataOffset: number;
+  metadata: Record<string, GgufMetaValue>;
+  tensors: NativeTensorInfo[];
+}
+
+export interface NativeModelInfo extends NativeGgufInfo {
+  hparams: {
+    vocabSize: number;
+    embeddingLength: number;
+    blockCount: number;
+    headCount: number;
+    headCountKv: number;
+    feedForwardLength: number;
+    contextLength: number;
+    ropeFreqBase: number;
+    rmsNormEps: number;
+  };
+  runtime: { backend: string; threads: number; simd: string; contextSize: number; kvCacheBytes: number };
+  tokenizer: { bos: number; eos: number; unk: number };
+}
+
+export interface NativeToken {
+  /** -1 for a final text-only flush */
+  token: number;
+  text: string;
+  logprob?: number;
+  top?: { token: number; logprob: number }[];
+}
+
+export interface NativeResult {
+  text: string;
+  tokens: NativeToken[];
+  finishReason: 'stop' | 'length' | 'abort';
+  promptTokens: number;
+  prefillTokens: number;
+  prefillMs: number;
+  decodeTokens: number;
+  decodeMs: number;
+}
+
+export interface NativeSegment {
+  tokens?: Int32Array;
+  embd?: Float32Array;
+  id?: number;
+}
+
+export interface NativeGenerateRequest {
+  segments: NativeSegment[];
+  maxTokens: number;
+  temperature: number;
+  topP: number;
+  topK: number;
+  repeatPenalty: number;
+  repeatLastN: number;
+  seed: bigint;
+  stop: string[];
+  logprobs: number;
+  stopAtEos: boolean;
+}
+
+export type NativeEvent =
+  | ['token', NativeToken]
+  | ['done', NativeResult]
+  | ['error', Error & { code?: string }];
+
+export interface NativeModel {
+  info(): NativeModelInfo;
+  tokenize(text: string, bos: boolean, special: boolean): Int32Array;
+  detokenize(ids: Int32Array): string;
+  tokenPiece(id: number): string;
+  /** Starts generation on a native thread; returns a function that aborts it. */
+  generate(req: NativeGenerateRequest, onEvent: (...ev: NativeEvent) => void): () => void;
+  evalLogits(ids: Int32Array): Float32Array;
+  /** Returns true if a generation was running (it is aborted). */
+  close(): boolean;
+}
+
+export interface NativeAddon {
+  loadModel(opts: { model: string; threads: number; contextSize: number; kvType: 'f16' | 'f32' }): Promise<NativeModel>;
+  quantize(type: GgmlTypeName, data: Float32Array, rows: number, cols: number): Uint8Array;
+  dequantize(type: GgmlTypeName, data: Uint8Array, n: number): Float32Array;
+  ggufInfo(path: string, full: boolean): NativeGgufInfo;
+  simdLevel(): string;
+}
+
+/** The package folder: the nearest parent holding binding.gyp (from lib/ in source, dist/lib/ when built). */
+function packageRoot(): string {
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    if (existsSync(path.join(dir, 'binding.gyp'))) return dir;
+    const parent = path.dirname(dir);
+    if (parent === dir) throw new CxrError('ERR_NATIVE_LOAD', 'cannot find the cxr-llava package folder (binding.gyp)');
+    dir = parent;
+  }
+}
+let cached: NativeAddon | undefined;
+
+/** Loads the addon (a local build, else a prebuilt binary) and explains what to do if neither works. */
+export function native(): NativeAddon {
+  if (cached) return cached;
+  const require = createRequire(import.meta.url);
+  try {
+    const load = require('node-gyp-build') as (dir: string) => NativeAddon;
+    cached = load(packageRoot());
+    return cached;
+  } catch (err) {
+    const message = [
+      `Could not load the cxr-llava native addon for ${process.platform}-${process.arch} (Node ${process.version}).`,
+      `  ${(err as Error).message.split('\n')[0]}`,
+      'Possible solutions:',
+      '- Reinstall so the addon is rebuilt: npm rebuild cxr-llava (needs a C++17 compiler and Python for node-gyp).',
+      '- Build it by hand from the package folder: npx node-gyp rebuild, or npx cmake-js compile.',
+      '- Check that prebuilds/ has a binary for this platform if you expected a prebuilt one.',
+    ].join('\n');
+    throw new CxrError('ERR_NATIVE_LOAD', message, { cause: err });
+  }
+}

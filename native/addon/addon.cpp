@@ -1,0 +1,22 @@
+// addon.cpp - module entry point: registers the model class and the tensor utilities.
+#include "addon.h"
+
+namespace cxrnode {
+
+Napi::Error to_js_error(Napi::Env env, const std::string& code, const std::string& message) {
+  Napi::Error e = Napi::Error::New(env, message);
+  e.Value().Set("code", Napi::String::New(env, code));
+  return e;
+}
+
+}  // namespace cxrnode
+
+static Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  auto* data = new cxrnode::AddonData();
+  env.SetInstanceData<cxrnode::AddonData>(data);
+  cxrnode::init_model(env, exports);
+  cxrnode::init_tensor_utils(env, exports);
+  return exports;
+}
+
+NODE_API_MODULE(cxr_llava, Init)

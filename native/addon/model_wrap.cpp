@@ -1,0 +1,365 @@
+// model_wrap.cpp - the JS-facing model object.
+//
+// Lifetimes: the engine model is held by shared_ptr. A generation thread keeps
+// its own reference, so close() during a generation only aborts it; memory is
+// freed when the thread lets go. Each generation runs on its own std::thread (not
+// libuv's pool, which would starve fs work during a minutes-long report) and
+// talks to JS only through a thread-safe function, never blocking on it.
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "addon.h"
+#include "model.h"
+#include "quants.h"
+
+namespace cxrnode {
+namespace {
+
+// One message from a generation thread to JS.
+struct Event {
+  enum Kind { Token, Done, Error } kind;
+  cxr::GeneratedToken token;
+  cxr::GenerateResult result;
+  std::string code, message;
+};
+
+class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "NativeModel",
+                       {InstanceMethod("info", &ModelWrap::Info),
+                        InstanceMethod("tokenize", &ModelWrap::Tokenize),
+                        InstanceMethod("detokenize", &ModelWrap::Detokenize),
+                        InstanceMethod("tokenPiece", &ModelWrap::TokenPiece),
+                        InstanceMethod("generate", &ModelWrap::Generate),
+                        InstanceMethod("evalLogits", &ModelWrap::EvalLogits),
+                        InstanceMethod("close", &ModelWrap::Close)});
+  }
+
+  explicit ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWrap>(info) {
+    // Constructed only by loadModel's completion, which passes the engine model.
+    if (info.Length() != 1 || !info[0].IsExternal())
+      throw Napi::TypeError::New(info.Env(), "NativeModel cannot be constructed directly; use loadModel()");
+    auto* holder = info[0].As<Napi::External<std::shared_ptr<cxr::Model>>>().Data();
+    model_ = *holder;
+  }
+
+ private:
+  cxr::Model& require_open(Napi::Env env) {
+    if (!model_) throw to_js_error(env, "ERR_MODEL_CLOSED", "The model is closed");
+    return *model_;
+  }
+  void require_idle(Napi::Env env) {
+    if (active_) throw to_js_error(env, "ERR_BUSY", "A generation is already running on this model");
+  }
+
+  Napi::Value Info(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    cxr::Model& m = require_open(env);
+    Napi::Object o = gguf_info_to_js(env, m.file(), false);
+    const cxr::LlamaConfig& c = m.text().config();
+    Napi::Object hp = Napi::Object::New(env);
+    hp.Set("vocabSize", c.n_vocab);
+    hp.Set("embeddingLength", c.dim);
+    hp.Set("blockCount", c.n_layers);
+    hp.Set("headCount", c.n_heads);
+    hp.Set("headCountKv", c.n_kv_heads);
+    hp.Set("feedForwardLength", c.ffn_dim);
+    hp.Set("contextLength", Napi::Number::New(env, static_cast<double>(c.ctx_train)));
+    hp.Set("ropeFreqBase", c.rope_base);
+    hp.Set("rmsNormEps", c.norm_eps);
+    o.Set("hparams", hp);
+    Napi::Object rt = Napi::Object::New(env);
+    rt.Set("backend", m.backend().name());
+    rt.Set("threads", m.backend().threads());
+    rt.Set("simd", cxr::simd_level());
+    rt.Set("contextSize", Napi::Number::New(env, static_cast<double>(m.text().n_ctx())));
+    rt.Set("kvCacheBytes", Napi::Number::New(env, static_cast<double>(m.text().kv_bytes())));
+    o.Set("runtime", rt);
+    Napi::Object tk = Napi::Object::New(env);
+    tk.Set("bos", m.tokenizer().bos());
+    tk.Set("eos", m.tokenizer().eos());
+    tk.Set("unk", m.tokenizer().unk());
+    o.Set("tokenizer", tk);
+    return o;
+  }
+
+  Napi::Value Tokenize(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    cxr::Model& m = require_open(env);
+    const std::string text = info[0].As<Napi::String>().Utf8Value();
+    const bool bos = info[1].ToBoolean().Value();
+    const bool special = info[2].ToBoolean().Value();
+    std::vector<int32_t> ids = m.tokenizer().encode(text, bos, special);
+    auto out = Napi::Int32Array::New(env, ids.size());
+    std::copy(ids.begin(), ids.end(), out.Data());
+    return out;
+  }
+
+  std::vector<int32_t> read_ids(Napi::Env env, const Napi::Value& v, int32_t n_vocab) {
+    auto arr = v.As<Napi::Int32Array>();
+    std::vector<int32_t> ids(arr.Data(), arr.Data() + arr.ElementLength());
+    for (int32_t id : ids)
+      if (id < 0 || id >= n_vocab)
+        throw to_js_error(env, cxr::err::kArgument, "token id " + std::to_string(id) + " is outside the vocabulary");
+    return ids;
+  }
+
+  Napi::Value Detokenize(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    cxr::Model& m = require_open(env);
+    return Napi::String::New(env, m.tokenizer().decode(read_ids(env, info[0], m.tokenizer().n_vocab())));
+  }
+
+  Napi::Value TokenPiece(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    cxr::Model& m = require_open(env);
+    const int32_t id = info[0].As<Napi::Number>().Int32Value();
+    if (id < 0 || id >= m.tokenizer().n_vocab())
+      throw to_js_error(env, cxr::err::kArgument, "token id " + std::to_string(id) + " is outside the vocabulary");
+    return Napi::String::New(env, m.tokenizer().piece(id));
+  }
+
+  Napi::Value EvalLogits(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    cxr::Model& m = require_open(env);
+    require_idle(env);
+    std::vector<int32_t> ids = read_ids(env, info[0], m.tokenizer().n_vocab());
+    try {
+      std::vector<float> logits = m.eval_logits(ids);
+      auto out = Napi::Float32Array::New(env, logits.size());
+      std::copy(logits.begin(), logits.end(), out.Data());
+      return out;
+    } catch (const cxr::EngineError& e) {
+      throw to_js_error(env, e.code(), e.what());
+    }
+  }
+
+  // generate(request, onEvent) -> abort function. onEvent('token', tok) per
+  // token, then exactly one onEvent('done', result) or onEvent('error', err).
+  Napi::Value Generate(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    cxr::Model& m = require_open(env);
+    require_idle(env);
+    Napi::Object req = info[0].As<Napi::Object>();
+    Napi::Function on_event = info[1].As<Napi::Function>();
+
+    auto job = std::make_shared<Job>();
+    job->model = model_;
+    Napi::Array segs = req.Get("segments").As<Napi::Array>();
+    const int32_t dim = m.text().config().dim;
+    for (uint32_t i = 0; i < segs.Length(); ++i) {
+      Napi::Object s = segs.Get(i).As<Napi::Object>();
+      cxr::PromptSegment seg;
+      if (s.Has("embd")) {
+        auto e = s.Get("embd").As<Napi::Float32Array>();
+        if (e.ElementLength() == 0 || e.ElementLength() % dim != 0)
+          throw to_js_error(env, cxr::err::kArgument, "embeddings must be rows of " + std::to_string(dim) + " floats");
+        // Copied: the JS array may be changed or collected while the thread runs.
+        job->embd.emplace_back(e.Data(), e.Data() + e.ElementLength());
+        seg.n_embd = static_cast<int64_t>(e.ElementLength() / dim);
+        seg.embd_id = static_cast<uint64_t>(s.Get("id").As<Napi::Number>().Int64Value());
+      } else {
+        seg.tokens = read_ids(env, s.Get("tokens"), m.tokenizer().n_vocab());
+      }
+      job->prompt.push_back(std::move(seg));
+    }
+    // Point segments at their copies only now: job->embd no longer reallocates.
+    for (size_t i = 0, k = 0; i < job->prompt.size(); ++i)
+      if (job->prompt[i].n_embd > 0) job->prompt[i].embd = job->embd[k++].data();
+
+    cxr::GenerateParams& p = job->params;
+    p.max_tokens = req.Get("maxTokens").As<Napi::Number>().Int32Value();
+    p.sampling.temperature = req.Get("temperature").As<Napi::Number>().FloatValue();
+    p.sampling.top_p = req.Get("topP").As<Napi::Number>().FloatValue();
+    p.sampling.top_k = req.Get("topK").As<Napi::Number>().Int32Value();
+    p.sampling.repeat_penalty = req.Get("repeatPenalty").As<Napi::Number>().FloatValue();
+    p.sampling.repeat_last_n = req.Get("repeatLastN").As<Napi::Number>().Int32Value();
+    bool lossless = false;
+    p.sampling.seed = req.Get("seed").As<Napi::BigInt>().Uint64Value(&lossless);
+    p.logprobs = req.Get("logprobs").As<Napi::Number>().Int32Value();
+    p.stop_at_eos = req.Get("stopAtEos").ToBoolean().Value();
+    Napi::Array stop = req.Get("stop").As<Napi::Array>();
+    for (uint32_t i = 0; i < stop.Length(); ++i) p.stop.push_back(stop.Get(i).As<Napi::String>().Utf8Value());
+
+    job->owner = this;
+    job->tsfn = Napi::ThreadSafeFunction::New(env, on_event, "cxr-llava generate", 0, 1);
+    Ref();  // keep this object alive until the final event
+    active_ = job->abort;
+    AddonData* data = env.GetInstanceData<AddonData>();
+    {
+      std::lock_guard<std::mutex> lock(data->mu);
+      data->running.insert(job->abort);
+    }
+    std::thread([job, data] { run(job, data); }).detach();
+
+    std::shared_ptr<std::atomic<bool>> flag = job->abort;
+    return Napi::Function::New(env, [flag](const Napi::CallbackInfo&) { flag->store(true); }, "abort");
+  }
+
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    // Aborts a running generation; the engine model is freed when its thread ends.
+    if (active_) active_->store(true);
+    const bool was_busy = static_cast<bool>(active_);
+    model_.reset();
+    return Napi::Boolean::New(info.Env(), was_busy);
+  }
+
+  struct Job {
+    std::shared_ptr<cxr::Model> model;
+    std::shared_ptr<std::atomic<bool>> abort = std::make_shared<std::atomic<bool>>(false);
+    std::vector<cxr::PromptSegment> prompt;
+    std::vector<std::vector<float>> embd;
+    cxr::GenerateParams params;
+    Napi::ThreadSafeFunction tsfn;
+    ModelWrap* owner = nullptr;
+  };
+
+  // The generation thread.
+  static void run(std::shared_ptr<Job> job, AddonData* data) {
+    auto post = [&](Event* ev) {
+      auto status = job->tsfn.NonBlockingCall(ev, [owner = job->owner](Napi::Env env, Napi::Function cb, Event* e) {
+        deliver(env, cb, e, owner);
+      });
+      if (status != napi_ok) {
+        delete ev;  // JS is going away: stop working for it
+        job->abort->store(true);
+      }
+    };
+    try {
+      cxr::GenerateResult r = job->model->generate(
+          job->prompt, job->params,
+          [&](const cxr::GeneratedToken& t) { post(new Event{Event::Token, t, {}, {}, {}}); }, job->abort.get());
+      post(new Event{Event::Done, {}, std::move(r), {}, {}});
+    } catch (const cxr::EngineError& e) {
+      post(new Event{Event::Error, {}, {}, e.code(), e.what()});
+    } catch (const std::exception& e) {
+      post(new Event{Event::Error, {}, {}, "ERR_INTERNAL", e.what()});
+    }
+    job->tsfn.Release();
+    job->model.reset();
+    std::lock_guard<std::mutex> lock(data->mu);
+    data->running.erase(job->abort);
+    data->cv.notify_all();
+  }
+
+  static Napi::Object token_to_js(Napi::Env env, const cxr::GeneratedToken& t) {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("token", t.id);
+    o.Set("text", Napi::String::New(env, t.text));
+    if (!t.top.empty()) {
+      o.Set("logprob", t.logprob);
+      Napi::Array top = Napi::Array::New(env, t.top.size());
+      for (uint32_t i = 0; i < t.top.size(); ++i) {
+        Napi::Object e = Napi::Object::New(env);
+        e.Set("token", t.top[i].token);
+        e.Set("logprob", t.top[i].logprob);
+        top.Set(i, e);
+      }
+      o.Set("top", top);
+    }
+    return o;
+  }
+
+  // Runs on the JS thread. env is null when the environment is shutting down.
+  static void deliver(Napi::Env env, Napi::Function cb, Event* e, ModelWrap* owner) {
+    std::unique_ptr<Event> ev(e);
+    if (env == nullptr) return;
+    Napi::HandleScope scope(env);
+    if (ev->kind != Event::Token) {
+      owner->active_.reset();
+      owner->Unref();
+    }
+    if (ev->kind == Event::Token) {
+      cb.Call({Napi::String::New(env, "token"), token_to_js(env, ev->token)});
+    } else if (ev->kind == Event::Done) {
+      const cxr::GenerateResult& r = ev->result;
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("text", Napi::String::New(env, r.text));
+      Napi::Array toks = Napi::Array::New(env, r.tokens.size());
+      for (uint32_t i = 0; i < r.tokens.size(); ++i) toks.Set(i, token_to_js(env, r.tokens[i]));
+      o.Set("tokens", toks);
+      o.Set("finishReason", Napi::String::New(env, r.finish_reason));
+      o.Set("promptTokens", Napi::Number::New(env, static_cast<double>(r.prompt_tokens)));
+      o.Set("prefillTokens", Napi::Number::New(env, static_cast<double>(r.prefill_tokens)));
+      o.Set("prefillMs", r.prefill_ms);
+      o.Set("decodeTokens", Napi::Number::New(env, static_cast<double>(r.decode_tokens)));
+      o.Set("decodeMs", r.decode_ms);
+      cb.Call({Napi::String::New(env, "done"), o});
+    } else {
+      cb.Call({Napi::String::New(env, "error"), to_js_error(env, ev->code, ev->message).Value()});
+    }
+  }
+
+  std::shared_ptr<cxr::Model> model_;
+  std::shared_ptr<std::atomic<bool>> active_;  // abort flag of the running generation
+};
+
+// loadModel(options) -> Promise<NativeModel>, loading on a worker thread.
+class LoadWorker : public Napi::AsyncWorker {
+ public:
+  LoadWorker(Napi::Env env, cxr::ModelOptions opts, Napi::FunctionReference* ctor)
+      : Napi::AsyncWorker(env), opts_(std::move(opts)), ctor_(ctor), deferred_(Napi::Promise::Deferred::New(env)) {}
+  Napi::Promise promise() { return deferred_.Promise(); }
+
+  void Execute() override {
+    try {
+      model_ = std::make_shared<cxr::Model>(opts_);
+    } catch (const cxr::EngineError& e) {
+      code_ = e.code();
+      SetError(e.what());
+    } catch (const std::bad_alloc&) {
+      code_ = "ERR_NO_MEMORY";
+      SetError(opts_.model_path + ": not enough memory to load the model");
+    } catch (const std::exception& e) {
+      code_ = "ERR_INTERNAL";
+      SetError(opts_.model_path + ": " + e.what());
+    }
+  }
+  void OnOK() override {
+    Napi::Env env = Env();
+    std::shared_ptr<cxr::Model> m = std::move(model_);
+    Napi::Object obj = ctor_->New({Napi::External<std::shared_ptr<cxr::Model>>::New(env, &m)});
+    deferred_.Resolve(obj);
+  }
+  void OnError(const Napi::Error& e) override {
+    deferred_.Reject(to_js_error(Env(), code_, e.Message()).Value());
+  }
+
+ private:
+  cxr::ModelOptions opts_;
+  Napi::FunctionReference* ctor_;
+  Napi::Promise::Deferred deferred_;
+  std::shared_ptr<cxr::Model> model_;
+  std::string code_;
+};
+
+}  // namespace
+
+Napi::Object init_model(Napi::Env env, Napi::Object exports) {
+  Napi::Function cls = ModelWrap::Define(env);
+  // The constructor reference lives as long as the environment.
+  auto* ctor = new Napi::FunctionReference(Napi::Persistent(cls));
+  env.AddCleanupHook([ctor] { delete ctor; });
+  exports.Set("NativeModel", cls);
+  exports.Set("loadModel", Napi::Function::New(
+                               env,
+                               [ctor](const Napi::CallbackInfo& info) -> Napi::Value {
+                                 Napi::Object o = info[0].As<Napi::Object>();
+                                 cxr::ModelOptions opts;
+                                 opts.model_path = o.Get("model").As<Napi::String>().Utf8Value();
+                                 opts.threads = o.Get("threads").As<Napi::Number>().Int32Value();
+                                 opts.n_ctx = o.Get("contextSize").As<Napi::Number>().Int64Value();
+                                 const std::string kv = o.Get("kvType").As<Napi::String>().Utf8Value();
+                                 opts.kv_type = kv == "f32" ? cxr::DType::F32 : cxr::DType::F16;
+                                 auto* w = new LoadWorker(info.Env(), std::move(opts), ctor);
+                                 Napi::Promise p = w->promise();
+                                 w->Queue();
+                                 return p;
+                               },
+                               "loadModel"));
+  return exports;
+}
+
+}  // namespace cxrnode

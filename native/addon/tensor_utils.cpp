@@ -1,0 +1,184 @@
+// tensor_utils.cpp - stateless functions: quantize/dequantize for the converter
+// and the tests, GGUF inspection for `cxr-llava info`, and the CPU feature level.
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#include "addon.h"
+#include "dtype.h"
+#include "gguf.h"
+#include "quants.h"
+
+namespace cxrnode {
+namespace {
+
+cxr::DType parse_type(const Napi::Env& env, const Napi::Value& v) {
+  cxr::DType t;
+  std::string name = v.As<Napi::String>().Utf8Value();
+  if (!cxr::dtype_from_name(name.c_str(), &t)) throw to_js_error(env, cxr::err::kArgument, "unknown tensor type " + name);
+  return t;
+}
+
+// quantize(type, Float32Array data, rows, cols) -> Uint8Array
+Napi::Value Quantize(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  cxr::DType t = parse_type(env, info[0]);
+  auto src = info[1].As<Napi::Float32Array>();
+  const int64_t rows = info[2].As<Napi::Number>().Int64Value();
+  const int64_t cols = info[3].As<Napi::Number>().Int64Value();
+  if (rows * cols != static_cast<int64_t>(src.ElementLength()))
+    throw to_js_error(env, cxr::err::kArgument, "data has " + std::to_string(src.ElementLength()) +
+                                                    " elements, expected rows*cols = " + std::to_string(rows * cols));
+  if (cols % cxr::dtype_block_size(t) != 0)
+    throw to_js_error(env, cxr::err::kArgument, "rows of " + std::to_string(cols) + " elements cannot be stored as " +
+                                                    cxr::dtype_name(t) + " (block size " +
+                                                    std::to_string(cxr::dtype_block_size(t)) + ")");
+  const size_t bytes = static_cast<size_t>(rows) * cxr::dtype_row_bytes(t, cols);
+  auto out = Napi::Uint8Array::New(env, bytes);
+  try {
+    cxr::quantize_weights(t, src.Data(), out.Data(), rows, cols);
+  } catch (const cxr::EngineError& e) {
+    throw to_js_error(env, e.code(), e.what());
+  }
+  return out;
+}
+
+// dequantize(type, Uint8Array bytes, n) -> Float32Array
+Napi::Value Dequantize(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  cxr::DType t = parse_type(env, info[0]);
+  auto src = info[1].As<Napi::Uint8Array>();
+  const int64_t n = info[2].As<Napi::Number>().Int64Value();
+  if (n % cxr::dtype_block_size(t) != 0 || cxr::dtype_row_bytes(t, n) != src.ByteLength())
+    throw to_js_error(env, cxr::err::kArgument, "byte length does not match " + std::to_string(n) + " " +
+                                                    cxr::dtype_name(t) + " elements");
+  auto out = Napi::Float32Array::New(env, n);
+  cxr::type_traits(t).to_float(src.Data(), out.Data(), n);
+  return out;
+}
+
+Napi::Value number_or_bigint(Napi::Env env, uint64_t v) {
+  if (v <= (uint64_t{1} << 53)) return Napi::Number::New(env, static_cast<double>(v));
+  return Napi::BigInt::New(env, v);
+}
+Napi::Value number_or_bigint(Napi::Env env, int64_t v) {
+  if (v <= (int64_t{1} << 53) && v >= -(int64_t{1} << 53)) return Napi::Number::New(env, static_cast<double>(v));
+  return Napi::BigInt::New(env, v);
+}
+
+bool is_signed(cxr::GgufType t) {
+  return t == cxr::GgufType::INT8 || t == cxr::GgufType::INT16 || t == cxr::GgufType::INT32 ||
+         t == cxr::GgufType::INT64;
+}
+
+// Arrays longer than this are summarised ({ type, length }) unless asked for in full.
+constexpr uint64_t kArrayPreview = 64;
+
+Napi::Value scalar_at(Napi::Env env, cxr::GgufType t, const uint8_t* p) {
+  switch (t) {
+    case cxr::GgufType::UINT8: return Napi::Number::New(env, p[0]);
+    case cxr::GgufType::INT8: return Napi::Number::New(env, static_cast<int8_t>(p[0]));
+    case cxr::GgufType::BOOL: return Napi::Boolean::New(env, p[0] != 0);
+    case cxr::GgufType::UINT16: { uint16_t v; std::memcpy(&v, p, 2); return Napi::Number::New(env, v); }
+    case cxr::GgufType::INT16: { int16_t v; std::memcpy(&v, p, 2); return Napi::Number::New(env, v); }
+    case cxr::GgufType::UINT32: { uint32_t v; std::memcpy(&v, p, 4); return Napi::Number::New(env, v); }
+    case cxr::GgufType::INT32: { int32_t v; std::memcpy(&v, p, 4); return Napi::Number::New(env, v); }
+    case cxr::GgufType::FLOAT32: { float v; std::memcpy(&v, p, 4); return Napi::Number::New(env, v); }
+    case cxr::GgufType::UINT64: { uint64_t v; std::memcpy(&v, p, 8); return number_or_bigint(env, v); }
+    case cxr::GgufType::INT64: { int64_t v; std::memcpy(&v, p, 8); return number_or_bigint(env, v); }
+    case cxr::GgufType::FLOAT64: { double v; std::memcpy(&v, p, 8); return Napi::Number::New(env, v); }
+    default: return env.Undefined();
+  }
+}
+
+size_t scalar_size(cxr::GgufType t) {
+  switch (t) {
+    case cxr::GgufType::UINT8: case cxr::GgufType::INT8: case cxr::GgufType::BOOL: return 1;
+    case cxr::GgufType::UINT16: case cxr::GgufType::INT16: return 2;
+    case cxr::GgufType::UINT32: case cxr::GgufType::INT32: case cxr::GgufType::FLOAT32: return 4;
+    default: return 8;
+  }
+}
+
+Napi::Value value_to_js(Napi::Env env, const cxr::GgufValue& v, bool full) {
+  switch (v.type) {
+    case cxr::GgufType::STRING: return Napi::String::New(env, std::string(v.str));
+    case cxr::GgufType::BOOL: return Napi::Boolean::New(env, v.num.u64 != 0);
+    case cxr::GgufType::FLOAT32: case cxr::GgufType::FLOAT64: return Napi::Number::New(env, v.num.f64);
+    case cxr::GgufType::ARRAY: {
+      if (!full && v.count > kArrayPreview) {
+        Napi::Object o = Napi::Object::New(env);
+        o.Set("type", Napi::String::New(env, std::string("array<") + cxr::gguf_type_name(v.elem_type) + ">"));
+        o.Set("length", Napi::Number::New(env, static_cast<double>(v.count)));
+        return o;
+      }
+      Napi::Array a = Napi::Array::New(env, v.count);
+      for (uint32_t i = 0; i < v.count; ++i) {
+        if (v.elem_type == cxr::GgufType::STRING) a.Set(i, Napi::String::New(env, std::string(v.strs[i])));
+        else if (v.elem_type == cxr::GgufType::ARRAY) a.Set(i, value_to_js(env, v.items[i], full));
+        else a.Set(i, scalar_at(env, v.elem_type, v.raw + i * scalar_size(v.elem_type)));
+      }
+      return a;
+    }
+    default:
+      return is_signed(v.type) ? number_or_bigint(env, v.num.i64) : number_or_bigint(env, v.num.u64);
+  }
+}
+
+}  // namespace
+
+Napi::Object gguf_info_to_js(Napi::Env env, const cxr::GgufFile& f, bool full) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("path", f.path());
+  o.Set("version", f.version());
+  o.Set("fileSize", Napi::Number::New(env, static_cast<double>(f.file_size())));
+  o.Set("alignment", Napi::Number::New(env, static_cast<double>(f.alignment())));
+  o.Set("dataOffset", Napi::Number::New(env, static_cast<double>(f.data_offset())));
+  Napi::Object meta = Napi::Object::New(env);
+  for (const auto& kv : f.kvs()) meta.Set(kv.key, value_to_js(env, kv.value, full));
+  o.Set("metadata", meta);
+  Napi::Array ts = Napi::Array::New(env, f.tensors().size());
+  uint32_t i = 0;
+  for (const auto& t : f.tensors()) {
+    Napi::Object to = Napi::Object::New(env);
+    to.Set("name", t.name);
+    to.Set("type", cxr::dtype_name(t.type));
+    Napi::Array ne = Napi::Array::New(env, t.n_dims);
+    for (uint32_t d = 0; d < t.n_dims; ++d) ne.Set(d, Napi::Number::New(env, static_cast<double>(t.ne[d])));
+    to.Set("ne", ne);
+    to.Set("offset", Napi::Number::New(env, static_cast<double>(t.offset)));
+    to.Set("bytes", Napi::Number::New(env, static_cast<double>(t.nbytes)));
+    ts.Set(i++, to);
+  }
+  o.Set("tensors", ts);
+  return o;
+}
+
+namespace {
+
+// ggufInfo(path, full) -> { path, version, fileSize, metadata, tensors }
+Napi::Value GgufInfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const std::string path = info[0].As<Napi::String>().Utf8Value();
+  const bool full = info.Length() > 1 && info[1].ToBoolean().Value();
+  try {
+    auto f = cxr::GgufFile::open(path);
+    return gguf_info_to_js(env, *f, full);
+  } catch (const cxr::EngineError& e) {
+    throw to_js_error(env, e.code(), e.what());
+  }
+}
+
+Napi::Value SimdLevel(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), cxr::simd_level()); }
+
+}  // namespace
+
+Napi::Object init_tensor_utils(Napi::Env env, Napi::Object exports) {
+  exports.Set("quantize", Napi::Function::New(env, Quantize, "quantize"));
+  exports.Set("dequantize", Napi::Function::New(env, Dequantize, "dequantize"));
+  exports.Set("ggufInfo", Napi::Function::New(env, GgufInfo, "ggufInfo"));
+  exports.Set("simdLevel", Napi::Function::New(env, SimdLevel, "simdLevel"));
+  return exports;
+}
+
+}  // namespace cxrnode
