@@ -37,8 +37,9 @@ class Tokenizer {
   std::vector<int32_t> encode(std::string_view text, bool bos, bool special) const;
 
   // Bytes of one token as it appears in output text: "▁" becomes a space, <0xXX>
-  // becomes that byte, control tokens become "". Not valid UTF-8 on its own for
-  // byte tokens; use Detokenizer to stream.
+  // becomes that byte, control tokens become "", <unk> becomes " ⁇ " (as
+  // SentencePiece shows it). Not valid UTF-8 on its own for byte tokens; use
+  // Detokenizer to stream. Throws EngineError(kArgument) for an id outside the vocabulary.
   std::string piece_bytes(int32_t id) const;
 
   // Whole-sequence decode. Like SentencePiece, drops the one leading space that
