@@ -21,9 +21,9 @@ constexpr DTypeInfo kTypes[] = {
     {DType::F16, "f16", 1, sizeof(uint16_t)},
     {DType::Q4_0, "q4_0", QK4_0, sizeof(block_q4_0)},
     {DType::Q8_0, "q8_0", QK8_0, sizeof(block_q8_0)},
-    {DType::Q4_K, "q4_K", QK_K, sizeof(block_q4_K)},
-    {DType::Q6_K, "q6_K", QK_K, sizeof(block_q6_K)},
-    {DType::Q8_K, "q8_K", QK_K, sizeof(block_q8_K)},
+    {DType::Q4_K, "q4_k", QK_K, sizeof(block_q4_K)},
+    {DType::Q6_K, "q6_k", QK_K, sizeof(block_q6_K)},
+    {DType::Q8_K, "q8_k", QK_K, sizeof(block_q8_K)},
     {DType::BF16, "bf16", 1, sizeof(uint16_t)},
 };
 

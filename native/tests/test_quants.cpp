@@ -133,7 +133,7 @@ TEST(quants_dtype_names) {
   CHECK(dtype_known(0) && dtype_known(1) && dtype_known(2) && dtype_known(8));
   CHECK(dtype_known(12) && dtype_known(14) && dtype_known(15) && dtype_known(30));
   CHECK(!dtype_known(3) && !dtype_known(13) && !dtype_known(29) && !dtype_known(1000));
-  CHECK(std::strcmp(dtype_name(DType::Q4_K), "q4_K") == 0);
+  CHECK(std::strcmp(dtype_name(DType::Q4_K), "q4_k") == 0);
   CHECK(std::strcmp(dtype_name(static_cast<DType>(7)), "unknown") == 0);
   DType t = DType::F32;
   CHECK(dtype_from_name("Q6_K", &t) && t == DType::Q6_K);
@@ -629,7 +629,7 @@ TEST(quants_quantize_weights) {
   }
   std::vector<uint8_t> out(1 << 16);
   CHECK_THROWS(quantize_weights(DType::Q4_K, x.data(), out.data(), 1, 100),
-               "shape [1, 100] does not fit q4_K (columns must be a positive multiple of 256)");
+               "shape [1, 100] does not fit q4_k (columns must be a positive multiple of 256)");
   CHECK_THROWS(quantize_weights(DType::Q8_0, x.data(), out.data(), -1, 32), "shape [-1, 32]");
   CHECK_THROWS(quantize_weights(DType::Q8_K, x.data(), out.data(), 1, 256), "q8_K is an activation type");
   CHECK_THROWS(quantize_weights(static_cast<DType>(9), x.data(), out.data(), 1, 256), "unknown tensor type id 9");
