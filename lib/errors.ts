@@ -16,7 +16,8 @@ export type CxrErrorCode =
   | 'ERR_BUSY'
   | 'ERR_NO_MEMORY'
   | 'ERR_INTERNAL'
-  | 'ERR_NATIVE_LOAD';
+  | 'ERR_NATIVE_LOAD'
+  | 'ERR_IMAGE';
 
 export class CxrError extends Error {
   /** Stable machine-readable code, e.g. `ERR_GGUF`. */
