@@ -3,13 +3,14 @@
  *
  * ```ts
  * import { loadModel } from 'cxr-llava';
- * const model = await loadModel({ model: 'cxr-llava-v2.q8_0.gguf' });
- * const { text } = await model.generate({ prompt: 'What is cardiomegaly?' });
+ * const model = await loadModel({ model: 'cxr-llava-v2.q8_0.gguf', mmproj: 'mmproj-cxr-llava-v2.q8_0.gguf' });
+ * const { text } = await model.report('chest.png');
  * await model.close();
  * ```
  */
-export { loadModel, Model } from './model.js';
+export { loadModel, Model, ChatSession } from './model.js';
 export type {
+  EncodedImage,
   LoadModelOptions,
   ModelInfo,
   Progress,
@@ -21,7 +22,13 @@ export type {
 } from './model.js';
 export { CxrError } from './errors.js';
 export type { CxrErrorCode } from './errors.js';
-export { SYSTEM_PROMPT, REPORT_PROMPT, DIFFERENTIAL_PROMPT, chatText } from './prompt.js';
+export { SYSTEM_PROMPT, REPORT_PROMPT, DIFFERENTIAL_PROMPT, IMAGE_PLACEHOLDER, chatText } from './prompt.js';
+export { preprocessImage, loadGray8, IMAGE_SIZE, OFFICIAL_MEAN, OFFICIAL_STD, SUPPORTED_FORMATS } from './image.js';
+export type { ImageInput, RawPixels, PreprocessOptions } from './image.js';
+export { convertCheckpoint, CONVERT_TYPES, VISION_TYPES } from './convert.js';
+export type { ConvertOptions, ConvertResult, ConvertProgress, ConvertType, VisionType } from './convert.js';
+export { pullModel, resolveDefaultModel, listCachedModels, cacheRoot, DEFAULT_REPO } from './hub.js';
+export type { PullOptions, PullProgress, CachedModel } from './hub.js';
 export type { ChatMessage } from './prompt.js';
 export { quantize, dequantize, readGgufInfo, simdLevel } from './tensors.js';
 export type { GgufInfo } from './tensors.js';

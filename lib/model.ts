@@ -3,10 +3,10 @@
  * streaming over the native engine.
  */
 import { randomBytes } from 'node:crypto';
-import { stat } from 'node:fs/promises';
 import { CxrError, fromNative, invalidParameterError } from './errors.js';
 import { native, type NativeModel, type NativeModelInfo, type NativeResult, type NativeSegment } from './native.js';
-import { chatText, type ChatMessage } from './prompt.js';
+import { preprocessImage, type ImageInput } from './image.js';
+import { chatText, DIFFERENTIAL_PROMPT, IMAGE_PLACEHOLDER, REPORT_PROMPT, type ChatMessage } from './prompt.js';
 import { optBoolean, optEnum, optFunction, optInteger, optNumber, optStringArray, reqString } from './validate.js';
 
 /** Progress of a long operation. */
@@ -18,10 +18,14 @@ export interface Progress {
 }
 
 export interface LoadModelOptions {
-  /** Path to the text model GGUF. */
-  model: string;
-  /** Path to the vision projector GGUF ("mmproj"), for images (optional). */
+  /** Path to the text model GGUF (optional, default: the cached default model, see `cxr-llava pull`). */
+  model?: string;
+  /** Path to the vision projector GGUF ("mmproj"), for images (optional; with the default model, its own mmproj). */
   mmproj?: string;
+  /** Which cached type to use when `model` is not given (optional, default: the most recently pulled). */
+  type?: string;
+  /** Download and convert the default model if it is not cached yet (optional, default false). */
+  pull?: boolean;
   /** CPU threads (optional, default: the number of cores, halved on machines with 8 or more hardware threads). */
   threads?: number;
   /** KV cache length in tokens (optional, default min(trained context, 4096)). */
@@ -50,8 +54,26 @@ export interface ModelInfo {
   hparams: NativeModelInfo['hparams'];
   runtime: NativeModelInfo['runtime'];
   tokenizer: NativeModelInfo['tokenizer'];
-  mmproj?: { path: string; fileSize: number };
+  /** The vision tower, when an mmproj was loaded. */
+  vision?: NonNullable<NativeModelInfo['vision']>;
 }
+
+/** An image turned into input embeddings by `encodeImage()`; pass it as `image` to skip re-encoding. */
+export interface EncodedImage {
+  /** `[tokens × dim]` embeddings in the language model's space. */
+  readonly data: Float32Array;
+  /** Number of image tokens (1024 for CXR-LLaVA). */
+  readonly tokens: number;
+  /** Width of each token (the language model's embedding width). */
+  readonly dim: number;
+  /** Time the vision tower took. */
+  readonly encodeMs: number;
+  /** @internal identifies the content for the KV cache */
+  readonly id: number;
+}
+
+let nextImageId = 1;
+const imageIds = new WeakSet<object>();
 
 export interface TokenizeOptions {
   /** Put the BOS token first (optional, default false). */
@@ -68,6 +90,8 @@ export interface TokenLogprob {
 }
 
 export interface GenerateOptions {
+  /** A radiograph (path, Buffer, raw pixels) or an already encoded image; it takes the place of `<image>` in the first user turn (optional). */
+  image?: ImageInput | EncodedImage;
   /** Prompt text. With `raw`, fed as BOS + its SentencePiece encoding; otherwise wrapped in the chat format as the user's message. */
   prompt?: string;
   /** A conversation in the LLaMA-2 chat format, instead of `prompt` (optional). */
@@ -90,6 +114,8 @@ export interface GenerateOptions {
   stop?: string | string[];
   /** Return this many alternatives with each token's log-probability (optional, default 0: none). */
   logprobs?: number;
+  /** Keep going past the end-of-sequence token, e.g. for benchmarks (optional, default false). */
+  ignoreEos?: boolean;
   /** Stops generation between tokens; the promise rejects with the signal's reason (optional). */
   signal?: AbortSignal;
   /** Called with each piece of text as it is produced (optional). */
@@ -173,23 +199,120 @@ export class Model {
     return Int32Array.from(ids);
   }
 
-  /** The prompt token ids `generate()` would feed for these options (no image). */
-  promptTokens(options: Pick<GenerateOptions, 'prompt' | 'messages' | 'raw'>): number[] {
-    return Array.from(this.#segments(options)[0]!.tokens!);
+  /**
+   * The prompt exactly as `generate()` feeds it: token ids, with `-1` standing
+   * for each image embedding row when `image` is true. See the README's
+   * "Prompt format" for how the official code builds this sequence.
+   */
+  promptTokens(options: Pick<GenerateOptions, 'prompt' | 'messages' | 'raw'> & { image?: boolean }): number[] {
+    const imageTokens = options.image ? (this.info.vision?.tokens ?? 0) : 0;
+    if (options.image && imageTokens === 0) throw new CxrError('ERR_MODEL', `${this.info.path}: no vision projector (mmproj) is loaded`);
+    const out: number[] = [];
+    for (const s of this.#segments(options, options.image === true)) {
+      if (s.tokens) out.push(...s.tokens);
+      else out.push(...new Array<number>(imageTokens).fill(-1));
+    }
+    return out;
   }
 
-  #segments(options: Pick<GenerateOptions, 'prompt' | 'messages' | 'raw'>): NativeSegment[] {
+  /** Prompt segments: token runs, and one embedding placeholder where the image goes. */
+  #segments(options: Pick<GenerateOptions, 'prompt' | 'messages' | 'raw'>, withImage: boolean, image?: EncodedImage): NativeSegment[] {
     const m = this.#open();
     const raw = optBoolean('raw', options.raw, false);
+    let text: string;
     if (options.messages !== undefined) {
       if (raw) throw invalidParameterError('raw', 'false when messages are given', raw);
       if (!Array.isArray(options.messages)) throw invalidParameterError('messages', 'array of chat messages', options.messages);
-      return [{ tokens: m.tokenize(chatText(options.messages), true, true) }];
+      text = chatText(options.messages, undefined, withImage);
+    } else {
+      const prompt = options.prompt;
+      if (typeof prompt !== 'string') throw invalidParameterError('prompt', 'string (or messages)', prompt);
+      if (raw) {
+        if (withImage) throw invalidParameterError('raw', 'false when an image is given', raw);
+        return [{ tokens: m.tokenize(prompt, true, false) }];
+      }
+      text = chatText([{ role: 'user', content: prompt }], undefined, withImage);
     }
-    const prompt = options.prompt;
-    if (typeof prompt !== 'string') throw invalidParameterError('prompt', 'string (or messages)', prompt);
-    if (raw) return [{ tokens: m.tokenize(prompt, true, false) }];
-    return [{ tokens: m.tokenize(chatText([{ role: 'user', content: prompt }]), true, true) }];
+    if (!withImage) return [{ tokens: m.tokenize(text, true, true) }];
+    // The official code splits the text at <image> and encodes each side on its
+    // own (each with SentencePiece's dummy prefix); the embeddings go between.
+    const at = text.indexOf(IMAGE_PLACEHOLDER);
+    const before = text.slice(0, at);
+    const after = text.slice(at + IMAGE_PLACEHOLDER.length);
+    const embd: NativeSegment = image ? { embd: image.data, id: image.id } : {};
+    return [{ tokens: m.tokenize(before, true, true) }, embd, { tokens: m.tokenize(after, false, true) }];
+  }
+
+  /**
+   * Runs the vision tower on a radiograph: decoding and the official
+   * preprocessing (grayscale, Lanczos resize to 512 on the short side, centre
+   * crop, normalisation), then the ViT and projector. A `Float32Array` is taken
+   * as already-preprocessed pixels `[channels × size × size]`.
+   */
+  encodeImage(input: ImageInput | Float32Array, options: { signal?: AbortSignal } = {}): Promise<EncodedImage> {
+    const vision = this.info.vision;
+    if (!vision) return Promise.reject(new CxrError('ERR_MODEL', `${this.info.path}: no vision projector (mmproj) is loaded, so images cannot be read; pass mmproj to loadModel()`));
+    return this.#enqueue(() => this.#encode(input, options.signal));
+  }
+
+  /** The work of encodeImage(), for callers already holding the queue. */
+  async #encode(input: ImageInput | Float32Array, signal: AbortSignal | undefined): Promise<EncodedImage> {
+    const vision = this.info.vision!;
+    const pixels =
+      input instanceof Float32Array ? input : await preprocessImage(input, { size: vision.imageSize, mean: vision.mean, std: vision.std });
+    const m = this.#open();
+    signal?.throwIfAborted();
+    const r = await new Promise<{ data: Float32Array; ms: number }>((resolve, reject) => {
+      let abort: (() => void) | undefined;
+      const onAbort = (): void => abort?.();
+      try {
+        abort = m.encodeImage(pixels, (kind, payload) => {
+          signal?.removeEventListener('abort', onAbort);
+          if (kind === 'encoded') resolve(payload);
+          else reject(fromNative(payload));
+        });
+      } catch (err) {
+        reject(fromNative(err));
+        return;
+      }
+      signal?.addEventListener('abort', onAbort, { once: true });
+    }).catch((err: unknown) => {
+      if (signal?.aborted && (err as CxrError).code === 'ERR_ABORTED') throw signal.reason;
+      throw err;
+    });
+    const img: EncodedImage = { data: r.data, tokens: vision.tokens, dim: vision.projectionDim, encodeMs: r.ms, id: nextImageId++ };
+    imageIds.add(img);
+    return img;
+  }
+
+  #enqueue<T>(run: () => Promise<T>): Promise<T> {
+    const p = this.#queue.then(run, run);
+    this.#queue = p.catch(() => undefined);
+    return p;
+  }
+
+  /** A radiology report on the image, with the official prompt and sampling defaults. */
+  report(image: ImageInput | EncodedImage, options: Omit<GenerateOptions, 'prompt' | 'messages' | 'image' | 'raw'> = {}): Promise<GenerateResult> {
+    return this.generate({ ...options, image, prompt: REPORT_PROMPT });
+  }
+
+  /** Possible differential diagnoses for the image, with the official prompt. */
+  differential(image: ImageInput | EncodedImage, options: Omit<GenerateOptions, 'prompt' | 'messages' | 'image' | 'raw'> = {}): Promise<GenerateResult> {
+    return this.generate({ ...options, image, prompt: DIFFERENTIAL_PROMPT });
+  }
+
+  /** Answers a free-text question about the image. */
+  ask(image: ImageInput | EncodedImage, question: string, options: Omit<GenerateOptions, 'prompt' | 'messages' | 'image' | 'raw'> = {}): Promise<GenerateResult> {
+    return this.generate({ ...options, image, prompt: reqString('question', question) });
+  }
+
+  /**
+   * A conversation about one image. Each `send()` adds a turn; follow-ups reuse
+   * the KV cache of the image and the earlier turns, so only the new text is
+   * computed (as long as no other call ran on this model in between).
+   */
+  chat(image: ImageInput | EncodedImage, options: { system?: string } = {}): ChatSession {
+    return new ChatSession(this, image, options.system);
   }
 
   /**
@@ -197,8 +320,22 @@ export class Model {
    * Rejects with the signal's reason when aborted.
    */
   generate(options: GenerateOptions): Promise<GenerateResult> {
+    // Bad options reject like every other failure, rather than throwing synchronously.
+    try {
+      return this.#enqueue(this.#prepare(options));
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  /** Validates generate() options and returns the work to queue. */
+  #prepare(options: GenerateOptions): () => Promise<GenerateResult> {
     if (options === null || typeof options !== 'object') throw invalidParameterError('options', 'object', options);
-    const segments = this.#segments(options);
+    const withImage = options.image !== undefined;
+    if (withImage && !this.info.vision) {
+      throw new CxrError('ERR_MODEL', `${this.info.path}: an image was given but no vision projector (mmproj) is loaded; pass mmproj to loadModel()`);
+    }
+    this.#segments(options, withImage); // validates the prompt options now, before queueing
     const maxTokens = optInteger('maxTokens', options.maxTokens, 512, 1);
     const temperature = optNumber('temperature', options.temperature, 0.2, 0, 100);
     const topP = optNumber('topP', options.topP, 0.8, 0, 1);
@@ -206,6 +343,7 @@ export class Model {
     const repeatPenalty = optNumber('repeatPenalty', options.repeatPenalty, 1, 0.01, 100);
     const logprobs = optInteger('logprobs', options.logprobs, 0, 0, 100);
     const stop = optStringArray('stop', options.stop);
+    const ignoreEos = optBoolean('ignoreEos', options.ignoreEos, false);
     const onToken = optFunction<(text: string, token: number) => void>('onToken', options.onToken);
     let seed: bigint;
     if (options.seed === undefined) seed = randomBytes(8).readBigUInt64LE();
@@ -216,6 +354,13 @@ export class Model {
     if (signal !== undefined && !(signal instanceof AbortSignal)) throw invalidParameterError('signal', 'AbortSignal', signal);
 
     const run = async (): Promise<GenerateResult> => {
+      signal?.throwIfAborted();
+      let encoded: EncodedImage | undefined;
+      if (withImage) {
+        const img = options.image!;
+        encoded = isEncoded(img) ? img : await this.#encode(img, signal);
+      }
+      const segments = this.#segments(options, withImage, encoded);
       const m = this.#open();
       signal?.throwIfAborted();
       const result = await new Promise<NativeResult>((resolve, reject) => {
@@ -223,7 +368,7 @@ export class Model {
         const onAbort = (): void => abort?.();
         try {
           abort = m.generate(
-            { segments, maxTokens, temperature, topP, topK, repeatPenalty, repeatLastN: 64, seed, stop, logprobs, stopAtEos: true },
+            { segments, maxTokens, temperature, topP, topK, repeatPenalty, repeatLastN: 64, seed, stop, logprobs, stopAtEos: !ignoreEos },
             (kind, payload) => {
               if (kind === 'token') {
                 if (onToken && payload.text.length > 0) {
@@ -264,14 +409,13 @@ export class Model {
           prefillMs: result.prefillMs,
           decodeTokens: result.decodeTokens,
           decodeMs: result.decodeMs,
+          ...(encoded && !isEncoded(options.image!) ? { encodeMs: encoded.encodeMs } : {}),
         },
       };
       if (logprobs > 0) out.logprobs = tokens.map((t) => ({ token: t.token, logprob: t.logprob!, top: t.top ?? [] }));
       return out;
     };
-    const p = this.#queue.then(run, run);
-    this.#queue = p.catch(() => undefined);
-    return p;
+    return run;
   }
 
   /**
@@ -335,25 +479,33 @@ export class Model {
 }
 
 /** Loads a model. Errors name the file and the problem (`ERR_IO`, `ERR_GGUF`, `ERR_MODEL`). */
-export async function loadModel(options: LoadModelOptions): Promise<Model> {
+export async function loadModel(options: LoadModelOptions = {}): Promise<Model> {
   if (options === null || typeof options !== 'object') throw invalidParameterError('options', 'object', options);
-  const modelPath = reqString('model', options.model);
+  let modelPath: string;
+  let defaultMmproj: string | undefined;
+  if (options.model === undefined) {
+    // No path: the cached default model (and its mmproj), pulled on request.
+    const type = options.type === undefined ? undefined : reqString('type', options.type);
+    const { resolveDefaultModel } = await import('./cache.js');
+    const cached = await resolveDefaultModel(type ? { type } : {}).catch(async (err: unknown) => {
+      if (optBoolean('pull', options.pull, false) !== true) throw err;
+      const { pullModel } = await import('./hub.js');
+      return pullModel(type ? { type: type as never } : {});
+    });
+    modelPath = cached.textPath;
+    defaultMmproj = cached.mmprojPath;
+  } else {
+    modelPath = reqString('model', options.model);
+  }
   const threads = optInteger('threads', options.threads, 0, 0, 1024);
   const contextSize = optInteger('contextSize', options.contextSize, 0, 0, 1 << 20);
   const kvType = optEnum('kvCacheType', options.kvCacheType, ['f16', 'f32'] as const, 'f16');
   const onProgress = optFunction<(p: Progress) => void>('onProgress', options.onProgress);
-  let mmproj: ModelInfo['mmproj'];
-  if (options.mmproj !== undefined) {
-    const p = reqString('mmproj', options.mmproj);
-    const st = await stat(p).catch((err: NodeJS.ErrnoException) => {
-      throw new CxrError('ERR_IO', `${p}: cannot open the mmproj file (${err.code ?? err.message})`);
-    });
-    mmproj = { path: p, fileSize: st.size };
-  }
+  const mmproj = options.mmproj === undefined ? defaultMmproj : reqString('mmproj', options.mmproj);
   onProgress?.({ phase: 'load', progress: 0 });
   let nm: NativeModel;
   try {
-    nm = await native().loadModel({ model: modelPath, threads, contextSize, kvType });
+    nm = await native().loadModel({ model: modelPath, ...(mmproj ? { mmproj } : {}), threads, contextSize, kvType });
   } catch (err) {
     throw fromNative(err);
   }
@@ -372,8 +524,44 @@ export async function loadModel(options: LoadModelOptions): Promise<Model> {
     hparams: raw.hparams,
     runtime: raw.runtime,
     tokenizer: raw.tokenizer,
-    ...(mmproj ? { mmproj } : {}),
+    ...(raw.vision ? { vision: raw.vision } : {}),
   };
   onProgress?.({ phase: 'load', progress: 1 });
   return new Model(nm, info);
+}
+
+function isEncoded(x: unknown): x is EncodedImage {
+  return typeof x === 'object' && x !== null && imageIds.has(x);
+}
+
+/** A conversation about one image; create it with `model.chat(image)`. */
+export class ChatSession {
+  readonly #model: Model;
+  readonly #input: ImageInput | EncodedImage;
+  readonly #system: string | undefined;
+  #image: EncodedImage | undefined;
+  /** The turns so far. */
+  readonly messages: ChatMessage[] = [];
+
+  /** @internal */
+  constructor(model: Model, image: ImageInput | EncodedImage, system?: string) {
+    this.#model = model;
+    this.#input = image;
+    this.#system = system;
+    if (isEncoded(image)) this.#image = image;
+  }
+
+  /** Asks `text` and returns the answer; the turn is added to `messages` once it completes. */
+  async send(text: string, options: Omit<GenerateOptions, 'prompt' | 'messages' | 'image' | 'raw'> = {}): Promise<GenerateResult> {
+    const question = reqString('text', text);
+    this.#image ??= await this.#model.encodeImage(this.#input as ImageInput, options.signal ? { signal: options.signal } : {});
+    const messages: ChatMessage[] = [
+      ...(this.#system !== undefined ? [{ role: 'system' as const, content: this.#system }] : []),
+      ...this.messages,
+      { role: 'user', content: question },
+    ];
+    const r = await this.#model.generate({ ...options, image: this.#image, messages });
+    this.messages.push({ role: 'user', content: question }, { role: 'assistant', content: r.text });
+    return r;
+  }
 }

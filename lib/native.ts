@@ -45,6 +45,23 @@ export interface NativeModelInfo extends NativeGgufInfo {
   };
   runtime: { backend: string; threads: number; simd: string; contextSize: number; kvCacheBytes: number };
   tokenizer: { bos: number; eos: number; unk: number };
+  vision?: {
+    path: string;
+    fileSize: number;
+    imageSize: number;
+    patchSize: number;
+    channels: number;
+    width: number;
+    blockCount: number;
+    headCount: number;
+    /** Image tokens per image (patches, CLS dropped). */
+    tokens: number;
+    projectionDim: number;
+    mean: number;
+    std: number;
+    metadata: Record<string, GgufMetaValue>;
+    tensors: NativeTensorInfo[];
+  };
 }
 
 export interface NativeToken {
@@ -99,16 +116,30 @@ export interface NativeModel {
   /** Starts generation on a native thread; returns a function that aborts it. */
   generate(req: NativeGenerateRequest, onEvent: (...ev: NativeEvent) => void): () => void;
   evalLogits(ids: Int32Array): Float32Array;
+  /** Runs the vision tower on a native thread; returns a function that aborts it. */
+  encodeImage(
+    pixels: Float32Array,
+    onEvent: (...ev: ['encoded', { data: Float32Array; ms: number }] | ['error', Error & { code?: string }]) => void,
+  ): () => void;
   /** Returns true if a generation was running (it is aborted). */
   close(): boolean;
 }
 
 export interface NativeAddon {
-  loadModel(opts: { model: string; threads: number; contextSize: number; kvType: 'f16' | 'f32' }): Promise<NativeModel>;
+  loadModel(opts: { model: string; mmproj?: string; threads: number; contextSize: number; kvType: 'f16' | 'f32' }): Promise<NativeModel>;
   quantize(type: GgmlTypeName, data: Float32Array, rows: number, cols: number): Uint8Array;
   dequantize(type: GgmlTypeName, data: Uint8Array, n: number): Float32Array;
   ggufInfo(path: string, full: boolean): NativeGgufInfo;
   simdLevel(): string;
+  /**
+   * CXR-LLaVA's official preprocessing of interleaved 8-bit pixels (channels 1-4,
+   * data.length = width*height*channels), normalised: size*size floats.
+   */
+  preprocess(opts: { data: Uint8Array; width: number; height: number; channels: number; size: number; mean: number; std: number }): Promise<Float32Array>;
+  /** The same up to the centre crop: the size*size 8-bit image before normalisation. */
+  preprocessGray8(opts: { data: Uint8Array; width: number; height: number; channels: number; size: number }): Promise<Uint8Array>;
+  /** PIL's convert('L') of the pixels: width*height grey values. */
+  luma(opts: { data: Uint8Array; width: number; height: number; channels: number }): Promise<Uint8Array>;
 }
 
 /** The package folder: the nearest parent holding binding.gyp (from lib/ in source, dist/lib/ when built). */

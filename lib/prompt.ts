@@ -24,6 +24,9 @@ export const REPORT_PROMPT =
 /** The official differential-diagnosis prompt. */
 export const DIFFERENTIAL_PROMPT = 'What are the possible differential diagnoses for this patient?';
 
+/** Where the image embeddings go in the prompt text. */
+export const IMAGE_PLACEHOLDER = '<image>';
+
 export interface ChatMessage {
   role: 'system' | 'user' | 'assistant';
   content: string;
@@ -32,9 +35,10 @@ export interface ChatMessage {
 /**
  * The chat transcript as one string in the official format. `system` defaults
  * to the official system prompt; a system message in `messages` replaces it.
+ * With `image`, `<image>\n` starts the first user turn, as in the official code.
  * The last message must be from the user.
  */
-export function chatText(messages: readonly ChatMessage[], system: string = SYSTEM_PROMPT): string {
+export function chatText(messages: readonly ChatMessage[], system: string = SYSTEM_PROMPT, image = false): string {
   let sys = system;
   const turns = messages.filter((m) => {
     if (m.role === 'system') {
@@ -52,7 +56,8 @@ export function chatText(messages: readonly ChatMessage[], system: string = SYST
     const expected = i % 2 === 0 ? 'user' : 'assistant';
     if (m.role !== expected) throw new TypeError(`message ${i} should be from the ${expected}, not the ${m.role}`);
     if (m.role === 'user') {
-      const body = i === 0 ? `<<SYS>>\n${sys}\n<</SYS>>\n\n${m.content.trim()}` : m.content.trim();
+      const content = i === 0 && image ? `${IMAGE_PLACEHOLDER}\n${m.content.trim()}` : m.content.trim();
+      const body = i === 0 ? `<<SYS>>\n${sys}\n<</SYS>>\n\n${content}` : content;
       text += `<s>[INST] ${body} [/INST]`;
     } else {
       text += ` ${m.content.trim()} </s>`;

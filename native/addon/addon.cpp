@@ -16,6 +16,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   env.SetInstanceData<cxrnode::AddonData>(data);
   cxrnode::init_model(env, exports);
   cxrnode::init_tensor_utils(env, exports);
+  cxrnode::init_image(env, exports);
   return exports;
 }
 

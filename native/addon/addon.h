@@ -41,5 +41,6 @@ struct AddonData {
 
 Napi::Object init_model(Napi::Env env, Napi::Object exports);
 Napi::Object init_tensor_utils(Napi::Env env, Napi::Object exports);
+Napi::Object init_image(Napi::Env env, Napi::Object exports);
 
 }  // namespace cxrnode

@@ -5,6 +5,8 @@
 // freed when the thread lets go. Each generation runs on its own std::thread (not
 // libuv's pool, which would starve fs work during a minutes-long report) and
 // talks to JS only through a thread-safe function, never blocking on it.
+#include <chrono>
+#include <functional>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -18,10 +20,12 @@ namespace {
 
 // One message from a generation thread to JS.
 struct Event {
-  enum Kind { Token, Done, Error } kind;
+  enum Kind { Token, Done, Encoded, Error } kind;
   cxr::GeneratedToken token;
   cxr::GenerateResult result;
   std::string code, message;
+  std::vector<float> embd;  // Encoded: [tokens, dim]
+  double ms = 0;            // Encoded: time taken
 };
 
 class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
@@ -33,6 +37,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
                         InstanceMethod("detokenize", &ModelWrap::Detokenize),
                         InstanceMethod("tokenPiece", &ModelWrap::TokenPiece),
                         InstanceMethod("generate", &ModelWrap::Generate),
+                        InstanceMethod("encodeImage", &ModelWrap::EncodeImage),
                         InstanceMethod("evalLogits", &ModelWrap::EvalLogits),
                         InstanceMethod("close", &ModelWrap::Close)});
   }
@@ -46,6 +51,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   }
 
  private:
+  struct Job;  // one unit of work on its own thread (below)
+
   cxr::Model& require_open(Napi::Env env) {
     if (!model_) throw to_js_error(env, "ERR_MODEL_CLOSED", "The model is closed");
     return *model_;
@@ -82,6 +89,26 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     tk.Set("eos", m.tokenizer().eos());
     tk.Set("unk", m.tokenizer().unk());
     o.Set("tokenizer", tk);
+    if (const cxr::VisionModel* v = m.vision()) {
+      const cxr::VisionConfig& vc = v->config();
+      Napi::Object vo = Napi::Object::New(env);
+      vo.Set("path", m.mmproj_file()->path());
+      vo.Set("fileSize", Napi::Number::New(env, static_cast<double>(m.mmproj_file()->file_size())));
+      vo.Set("imageSize", vc.image_size);
+      vo.Set("patchSize", vc.patch_size);
+      vo.Set("channels", vc.channels);
+      vo.Set("width", vc.width);
+      vo.Set("blockCount", vc.n_layers);
+      vo.Set("headCount", vc.n_heads);
+      vo.Set("tokens", vc.n_patches());
+      vo.Set("projectionDim", vc.proj_dim);
+      vo.Set("mean", vc.mean.empty() ? 0.0 : vc.mean[0]);
+      vo.Set("std", vc.std.empty() ? 1.0 : vc.std[0]);
+      Napi::Object meta = gguf_info_to_js(env, *m.mmproj_file(), false);
+      vo.Set("metadata", meta.Get("metadata"));
+      vo.Set("tensors", meta.Get("tensors"));
+      o.Set("vision", vo);
+    }
     return o;
   }
 
@@ -183,8 +210,50 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     Napi::Array stop = req.Get("stop").As<Napi::Array>();
     for (uint32_t i = 0; i < stop.Length(); ++i) p.stop.push_back(stop.Get(i).As<Napi::String>().Utf8Value());
 
+    job->work = [](Job& j, const std::function<void(Event*)>& post) {
+      cxr::GenerateResult r = j.model->generate(
+          j.prompt, j.params, [&](const cxr::GeneratedToken& t) { post(new Event{Event::Token, t, {}, {}, {}, {}, 0}); },
+          j.abort.get());
+      post(new Event{Event::Done, {}, std::move(r), {}, {}, {}, 0});
+    };
+    return start(env, job, on_event);
+  }
+
+  // encodeImage(pixels, onEvent) -> abort function. pixels: normalised
+  // [channels, size, size]. Exactly one onEvent('encoded', { data, ms }) or
+  // onEvent('error', err).
+  Napi::Value EncodeImage(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    cxr::Model& m = require_open(env);
+    require_idle(env);
+    if (!m.vision())
+      throw to_js_error(env, cxr::err::kModel,
+                        m.file().path() + ": no vision projector (mmproj) is loaded, so images cannot be read");
+    auto pixels = info[0].As<Napi::Float32Array>();
+    const cxr::VisionConfig& vc = m.vision()->config();
+    const size_t want = static_cast<size_t>(vc.channels) * vc.image_size * vc.image_size;
+    if (pixels.ElementLength() != want)
+      throw to_js_error(env, cxr::err::kArgument, "expected " + std::to_string(want) + " pixel values (" +
+                                                      std::to_string(vc.channels) + "x" + std::to_string(vc.image_size) +
+                                                      "x" + std::to_string(vc.image_size) + "), got " +
+                                                      std::to_string(pixels.ElementLength()));
+    auto job = std::make_shared<Job>();
+    job->model = model_;
+    job->embd.emplace_back(pixels.Data(), pixels.Data() + pixels.ElementLength());
+    job->work = [](Job& j, const std::function<void(Event*)>& post) {
+      auto t0 = std::chrono::steady_clock::now();
+      std::vector<float> out = j.model->encode_image(j.embd[0].data(), j.abort.get());
+      const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+      post(new Event{Event::Encoded, {}, {}, {}, {}, std::move(out), ms});
+    };
+    return start(env, job, info[1].As<Napi::Function>());
+  }
+
+  // Runs job->work on a new thread, marks this model busy until the final
+  // event, and returns a JS function that aborts the job.
+  Napi::Value start(Napi::Env env, const std::shared_ptr<Job>& job, Napi::Function on_event) {
     job->owner = this;
-    job->tsfn = Napi::ThreadSafeFunction::New(env, on_event, "cxr-llava generate", 0, 1);
+    job->tsfn = Napi::ThreadSafeFunction::New(env, on_event, "cxr-llava job", 0, 1);
     Ref();  // keep this object alive until the final event
     active_ = job->abort;
     AddonData* data = env.GetInstanceData<AddonData>();
@@ -193,7 +262,6 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       data->running.insert(job->abort);
     }
     std::thread([job, data] { run(job, data); }).detach();
-
     std::shared_ptr<std::atomic<bool>> flag = job->abort;
     return Napi::Function::New(env, [flag](const Napi::CallbackInfo&) { flag->store(true); }, "abort");
   }
@@ -214,11 +282,13 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     cxr::GenerateParams params;
     Napi::ThreadSafeFunction tsfn;
     ModelWrap* owner = nullptr;
+    // The work itself, run on the job's thread; it reports through `post`.
+    std::function<void(Job&, const std::function<void(Event*)>&)> work;
   };
 
   // The generation thread.
   static void run(std::shared_ptr<Job> job, AddonData* data) {
-    auto post = [&](Event* ev) {
+    std::function<void(Event*)> post = [&](Event* ev) {
       auto status = job->tsfn.NonBlockingCall(ev, [owner = job->owner](Napi::Env env, Napi::Function cb, Event* e) {
         deliver(env, cb, e, owner);
       });
@@ -228,14 +298,13 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       }
     };
     try {
-      cxr::GenerateResult r = job->model->generate(
-          job->prompt, job->params,
-          [&](const cxr::GeneratedToken& t) { post(new Event{Event::Token, t, {}, {}, {}}); }, job->abort.get());
-      post(new Event{Event::Done, {}, std::move(r), {}, {}});
+      job->work(*job, post);
     } catch (const cxr::EngineError& e) {
-      post(new Event{Event::Error, {}, {}, e.code(), e.what()});
+      post(new Event{Event::Error, {}, {}, e.code(), e.what(), {}, 0});
+    } catch (const std::bad_alloc&) {
+      post(new Event{Event::Error, {}, {}, "ERR_NO_MEMORY", "out of memory", {}, 0});
     } catch (const std::exception& e) {
-      post(new Event{Event::Error, {}, {}, "ERR_INTERNAL", e.what()});
+      post(new Event{Event::Error, {}, {}, "ERR_INTERNAL", e.what(), {}, 0});
     }
     job->tsfn.Release();
     job->model.reset();
@@ -287,6 +356,13 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       o.Set("decodeTokens", Napi::Number::New(env, static_cast<double>(r.decode_tokens)));
       o.Set("decodeMs", r.decode_ms);
       cb.Call({Napi::String::New(env, "done"), o});
+    } else if (ev->kind == Event::Encoded) {
+      Napi::Object o = Napi::Object::New(env);
+      auto arr = Napi::Float32Array::New(env, ev->embd.size());
+      std::copy(ev->embd.begin(), ev->embd.end(), arr.Data());
+      o.Set("data", arr);
+      o.Set("ms", ev->ms);
+      cb.Call({Napi::String::New(env, "encoded"), o});
     } else {
       cb.Call({Napi::String::New(env, "error"), to_js_error(env, ev->code, ev->message).Value()});
     }
@@ -349,6 +425,8 @@ Napi::Object init_model(Napi::Env env, Napi::Object exports) {
                                  Napi::Object o = info[0].As<Napi::Object>();
                                  cxr::ModelOptions opts;
                                  opts.model_path = o.Get("model").As<Napi::String>().Utf8Value();
+                                 if (o.Has("mmproj") && o.Get("mmproj").IsString())
+                                   opts.mmproj_path = o.Get("mmproj").As<Napi::String>().Utf8Value();
                                  opts.threads = o.Get("threads").As<Napi::Number>().Int32Value();
                                  opts.n_ctx = o.Get("contextSize").As<Napi::Number>().Int64Value();
                                  const std::string kv = o.Get("kvType").As<Napi::String>().Utf8Value();

@@ -56,6 +56,24 @@ Model::Model(const ModelOptions& opts) {
     throw EngineError(err::kModel, file_->path() + ": the vocabulary has " + std::to_string(tok_->n_vocab()) +
                                        " tokens but token_embd.weight has " +
                                        std::to_string(text_->config().n_vocab) + " rows");
+  if (!opts.mmproj_path.empty()) {
+    mmproj_file_ = GgufFile::open(opts.mmproj_path);
+    vision_ = std::make_unique<VisionModel>(*mmproj_file_, *be_);
+    // The projector must land in the language model's embedding space.
+    if (vision_->config().proj_dim != text_->config().dim)
+      throw EngineError(err::kModel, mmproj_file_->path() + ": the projector outputs " +
+                                         std::to_string(vision_->config().proj_dim) + " values per token but " +
+                                         file_->path() + " expects embeddings of " +
+                                         std::to_string(text_->config().dim));
+  }
+}
+
+std::vector<float> Model::encode_image(const float* pixels, const std::atomic<bool>* abort) {
+  if (!vision_)
+    throw EngineError(err::kModel, file_->path() + ": no vision projector (mmproj) is loaded, so images cannot be read");
+  std::vector<float> out(static_cast<size_t>(vision_->config().n_patches()) * vision_->config().proj_dim);
+  vision_->encode(pixels, out.data(), abort);
+  return out;
 }
 
 Model::~Model() = default;

@@ -18,11 +18,13 @@
 #include "sampler.h"
 #include "text_model.h"
 #include "tokenizer.h"
+#include "vision.h"
 
 namespace cxr {
 
 struct ModelOptions {
   std::string model_path;
+  std::string mmproj_path;   // empty: text only
   int threads = 0;           // 0: ThreadPool::default_threads()
   int64_t n_ctx = 0;         // 0: min(trained context, 4096)
   DType kv_type = DType::F16;
@@ -76,6 +78,14 @@ class Model {
   const GgufFile& file() const { return *file_; }
   const Tokenizer& tokenizer() const { return *tok_; }
   const TextModel& text() const { return *text_; }
+  // The vision tower, or null when no mmproj was loaded.
+  const VisionModel* vision() const { return vision_.get(); }
+  const GgufFile* mmproj_file() const { return mmproj_file_.get(); }
+
+  // Encodes one preprocessed image ([channels, size, size], normalised) into
+  // [n_patches, dim] input embeddings for the language model. Throws
+  // EngineError(kModel) without an mmproj, EngineError(kAborted) when aborted.
+  std::vector<float> encode_image(const float* pixels, const std::atomic<bool>* abort);
   Backend& backend() { return *be_; }
 
   // Runs the prompt and samples up to max_tokens. `on_token` sees each token as
@@ -99,6 +109,8 @@ class Model {
   std::unique_ptr<Backend> be_;
   std::unique_ptr<TextModel> text_;
   std::unique_ptr<Tokenizer> tok_;
+  std::unique_ptr<GgufFile> mmproj_file_;
+  std::unique_ptr<VisionModel> vision_;
   // What the KV cache holds, one key per position: a token id, or
   // (1<<63 | embd_id<<24 | row) for an embedding row.
   std::vector<uint64_t> cached_;

@@ -37,6 +37,7 @@ import torch
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
 DEFAULT_TOKENIZER = os.path.join(ROOT, 'test', 'fixtures', 'tokenizer', 'tiny-sp.model')
 DEFAULT_OUT = os.path.join(ROOT, 'test', 'fixtures', 'tiny-llama', 'golden.json')
+DEFAULT_OUT_BF16 = os.path.join(ROOT, 'test', 'fixtures', 'tiny-llama', 'golden-bf16.json')
 
 PROMPT = 'Findings: mild cardiomegaly. No pleural effusion or pneumothorax. Impression: stable chest radiograph.'
 GREEDY_STEPS = 32
@@ -211,8 +212,13 @@ def checksum(name, w):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--tokenizer', default=DEFAULT_TOKENIZER)
-    ap.add_argument('--out', default=DEFAULT_OUT)
+    ap.add_argument('--out', default=None)
+    ap.add_argument('--bf16', action='store_true',
+                    help='round every weight to bfloat16 (nearest even) first, as the official '
+                         'checkpoint stores them; writes golden-bf16.json by default')
     args = ap.parse_args()
+    if args.out is None:
+        args.out = DEFAULT_OUT_BF16 if args.bf16 else DEFAULT_OUT
 
     sp = spm.SentencePieceProcessor(model_file=args.tokenizer)
     d = dict(DIMS, vocab_size=sp.get_piece_size())
@@ -220,6 +226,10 @@ def main():
         sys.exit('bad dims')
 
     weights32 = {name: make_weight(name, shape, kind) for name, shape, kind in tensor_specs(d)}
+    if args.bf16:
+        # torch's float32 -> bfloat16 cast rounds to nearest, ties to even.
+        weights32 = {name: torch.from_numpy(w).to(torch.bfloat16).to(torch.float32).numpy()
+                     for name, w in weights32.items()}
     W = {name: torch.from_numpy(w.astype(np.float64)) for name, w in weights32.items()}
 
     bos, eos = sp.bos_id(), sp.eos_id()
@@ -242,7 +252,8 @@ def main():
 
     max_abs = float(logits.abs().max())
     golden = {
-        'description': 'tiny LLaMA golden from tools/reference/tiny_llama.py (float64 torch reference)',
+        'description': 'tiny LLaMA golden from tools/reference/tiny_llama.py (float64 torch reference)'
+                       + (', weights rounded to bfloat16' if args.bf16 else ''),
         'weight_spec': 'fnv1a32(name) seed, xorshift32 stream, u=(x>>>8)/2^24*2-1; '
                        'embed=u, linear=u*2^-k (k=min m:4^m>=fan_in, minus 1), norm=f32(1+u/8)',
         'dims': d,
