@@ -44,6 +44,13 @@ export type ImageInput = string | Buffer | Uint8Array | RawPixels;
 export interface DecodeOptions {
   /** Name used in error messages (optional, default the path, or "<buffer>" / "<pixels>") */
   name?: string;
+  /**
+   * Display window for DICOM and 16-bit PNG/TIFF, instead of the file's own VOI
+   * or the data range (optional). See docs/dicom.md.
+   */
+  window?: { center: number; width: number };
+  /** Which of a DICOM file's VOI LUTs or windows to use, 1-based (optional, default 1). */
+  voi?: number;
 }
 
 export interface PreprocessOptions extends DecodeOptions {
@@ -61,6 +68,8 @@ export interface DecodedImage extends RawPixels {
   source: string;
   /** Things worth knowing that did not stop decoding (e.g. from a DICOM reader). */
   warnings: string[];
+  /** A DICOM file's SOP Instance UID, to join results back (never patient identifiers). */
+  sopInstanceUid?: string;
 }
 
 /** An 8-bit grey image (PIL mode 'L'). */
@@ -70,6 +79,7 @@ export interface Gray8Image {
   height: number;
   source: string;
   warnings: string[];
+  sopInstanceUid?: string;
 }
 
 const FORMAT_LIST = 'PNG, JPEG, TIFF and WebP';
@@ -96,12 +106,33 @@ function looksLikeDicom(b: Uint8Array): boolean {
 }
 
 /**
- * The one place DICOM input is routed. lib/dicom/ (being written) will provide
- * `decodeDicom(bytes, name, opts) -> { gray8, width, height, warnings }`; its
- * result goes on as a 1-channel image through the same native preprocessing.
+ * The one place DICOM input is routed: lib/dicom renders it to 8-bit gray as a
+ * viewer would (modality LUT, VOI, MONOCHROME1), and the result goes on as a
+ * 1-channel image through the same native preprocessing as a PNG.
  */
-async function decodeDicomBytes(_bytes: Uint8Array, source: string): Promise<DecodedImage> {
-  throw imageError(source, 'DICOM support is not available yet');
+async function decodeDicomBytes(bytes: Uint8Array, source: string, options: DecodeOptions): Promise<DecodedImage> {
+  const { decodeDicom } = await import('./dicom/index.js');
+  const g = await decodeDicom(bytes, source, {
+    ...(options.window ? { window: options.window } : {}),
+    ...(options.voi !== undefined ? { voi: options.voi } : {}),
+  });
+  return {
+    data: g.gray8,
+    width: g.width,
+    height: g.height,
+    channels: 1,
+    source,
+    warnings: g.warnings,
+    ...(g.sopInstanceUid ? { sopInstanceUid: g.sopInstanceUid } : {}),
+  };
+}
+
+/** 16-bit PNG/TIFF mapped to 8 bits by the data-range (or given) window; undefined for 8-bit files. */
+async function decodeHighBitBytes(bytes: Uint8Array, source: string, options: DecodeOptions): Promise<DecodedImage | undefined> {
+  const { decodeHighBit } = await import('./highbit.js');
+  const g = await decodeHighBit(bytes, source, options.window ? { window: options.window } : {});
+  if (!g) return undefined;
+  return { data: g.gray8, width: g.width, height: g.height, channels: 1, source, warnings: g.warnings };
 }
 
 function isRawPixels(input: unknown): input is RawPixels {
@@ -213,7 +244,12 @@ export async function decodeImage(input: ImageInput, options: DecodeOptions = {}
     throw invalidParameterError('image', 'a file path, a Buffer/Uint8Array or { data, width, height, channels }', input);
   }
   if (bytes.length === 0) throw imageError(source, 'the file is empty');
-  if (looksLikeDicom(bytes)) return decodeDicomBytes(bytes, source);
+  if (looksLikeDicom(bytes)) return decodeDicomBytes(bytes, source, options);
+  const format = sniffFormat(bytes);
+  if (format === 'PNG' || format === 'TIFF') {
+    const high = await decodeHighBitBytes(bytes, source, options);
+    if (high) return high;
+  }
   return decodeWithSharp(bytes, source);
 }
 
@@ -235,10 +271,11 @@ function checkSize(size: unknown): number {
 export async function loadGray8(input: ImageInput, options: DecodeOptions = {}): Promise<Gray8Image> {
   const img = await decodeImage(input, options);
   const { source, warnings, width, height } = img;
-  if (img.channels === 1) return { data: img.data, width, height, source, warnings };
+  const uid = img.sopInstanceUid ? { sopInstanceUid: img.sopInstanceUid } : {};
+  if (img.channels === 1) return { data: img.data, width, height, source, warnings, ...uid };
   try {
     const data = await native().luma(img);
-    return { data, width, height, source, warnings };
+    return { data, width, height, source, warnings, ...uid };
   } catch (err) {
     throw fromNativeImage(err, source);
   }
@@ -264,6 +301,14 @@ export async function preprocessImageGray8(input: ImageInput, options: Preproces
  * it has them.
  */
 export async function preprocessImage(input: ImageInput, options: PreprocessOptions = {}): Promise<Float32Array> {
+  return (await preprocessImageDetailed(input, options)).pixels;
+}
+
+/** preprocessImage() plus what decoding learnt: the source name, warnings and a DICOM's SOP Instance UID. */
+export async function preprocessImageDetailed(
+  input: ImageInput,
+  options: PreprocessOptions = {},
+): Promise<{ pixels: Float32Array; source: string; warnings: string[]; sopInstanceUid?: string }> {
   const size = checkSize(options.size);
   const mean = options.mean ?? OFFICIAL_MEAN;
   const std = options.std ?? OFFICIAL_STD;
@@ -271,7 +316,8 @@ export async function preprocessImage(input: ImageInput, options: PreprocessOpti
   if (typeof std !== 'number' || !Number.isFinite(std) || std <= 0) throw invalidParameterError('std', 'positive number', std);
   const img = await decodeImage(input, options);
   try {
-    return await native().preprocess({ ...img, size, mean, std });
+    const pixels = await native().preprocess({ ...img, size, mean, std });
+    return { pixels, source: img.source, warnings: img.warnings, ...(img.sopInstanceUid ? { sopInstanceUid: img.sopInstanceUid } : {}) };
   } catch (err) {
     throw fromNativeImage(err, img.source);
   }

@@ -5,7 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import { CxrError, fromNative, invalidParameterError } from './errors.js';
 import { native, type NativeModel, type NativeModelInfo, type NativeResult, type NativeSegment } from './native.js';
-import { preprocessImage, type ImageInput } from './image.js';
+import { preprocessImageDetailed, type DecodeOptions, type ImageInput } from './image.js';
 import { chatText, DIFFERENTIAL_PROMPT, IMAGE_PLACEHOLDER, REPORT_PROMPT, type ChatMessage } from './prompt.js';
 import { optBoolean, optEnum, optFunction, optInteger, optNumber, optStringArray, reqString } from './validate.js';
 
@@ -68,6 +68,10 @@ export interface EncodedImage {
   readonly dim: number;
   /** Time the vision tower took. */
   readonly encodeMs: number;
+  /** Warnings from decoding, e.g. a lateral DICOM view the model was not trained on. */
+  readonly warnings: readonly string[];
+  /** A DICOM input's SOP Instance UID, to join results back. */
+  readonly sopInstanceUid?: string;
   /** @internal identifies the content for the KV cache */
   readonly id: number;
 }
@@ -92,6 +96,10 @@ export interface TokenLogprob {
 export interface GenerateOptions {
   /** A radiograph (path, Buffer, raw pixels) or an already encoded image; it takes the place of `<image>` in the first user turn (optional). */
   image?: ImageInput | EncodedImage;
+  /** Display window for a DICOM or 16-bit image, instead of the file's VOI or the data range (optional). */
+  window?: { center: number; width: number };
+  /** Which of a DICOM file's VOI LUTs or windows to use, 1-based (optional, default 1). */
+  voi?: number;
   /** Prompt text. With `raw`, fed as BOS + its SentencePiece encoding; otherwise wrapped in the chat format as the user's message. */
   prompt?: string;
   /** A conversation in the LLaMA-2 chat format, instead of `prompt` (optional). */
@@ -142,6 +150,10 @@ export interface GenerateResult {
   finishReason: 'stop' | 'length';
   /** The seed used, so a run can be repeated. */
   seed: bigint;
+  /** Warnings about the image, e.g. a lateral view or a multi-frame DICOM (present when there is an image). */
+  warnings?: string[];
+  /** The image's DICOM SOP Instance UID, when it has one. */
+  sopInstanceUid?: string;
   timings: Timings;
 }
 
@@ -249,17 +261,26 @@ export class Model {
    * crop, normalisation), then the ViT and projector. A `Float32Array` is taken
    * as already-preprocessed pixels `[channels × size × size]`.
    */
-  encodeImage(input: ImageInput | Float32Array, options: { signal?: AbortSignal } = {}): Promise<EncodedImage> {
+  encodeImage(input: ImageInput | Float32Array, options: { signal?: AbortSignal } & Pick<DecodeOptions, 'window' | 'voi'> = {}): Promise<EncodedImage> {
     const vision = this.info.vision;
     if (!vision) return Promise.reject(new CxrError('ERR_MODEL', `${this.info.path}: no vision projector (mmproj) is loaded, so images cannot be read; pass mmproj to loadModel()`));
-    return this.#enqueue(() => this.#encode(input, options.signal));
+    return this.#enqueue(() => this.#encode(input, options.signal, options));
   }
 
   /** The work of encodeImage(), for callers already holding the queue. */
-  async #encode(input: ImageInput | Float32Array, signal: AbortSignal | undefined): Promise<EncodedImage> {
+  async #encode(input: ImageInput | Float32Array, signal: AbortSignal | undefined, decode: Pick<DecodeOptions, 'window' | 'voi'> = {}): Promise<EncodedImage> {
     const vision = this.info.vision!;
-    const pixels =
-      input instanceof Float32Array ? input : await preprocessImage(input, { size: vision.imageSize, mean: vision.mean, std: vision.std });
+    const pre =
+      input instanceof Float32Array
+        ? { pixels: input, warnings: [] as string[], sopInstanceUid: undefined }
+        : await preprocessImageDetailed(input, {
+            size: vision.imageSize,
+            mean: vision.mean,
+            std: vision.std,
+            ...(decode.window ? { window: decode.window } : {}),
+            ...(decode.voi !== undefined ? { voi: decode.voi } : {}),
+          });
+    const pixels = pre.pixels;
     const m = this.#open();
     signal?.throwIfAborted();
     const r = await new Promise<{ data: Float32Array; ms: number }>((resolve, reject) => {
@@ -280,7 +301,15 @@ export class Model {
       if (signal?.aborted && (err as CxrError).code === 'ERR_ABORTED') throw signal.reason;
       throw err;
     });
-    const img: EncodedImage = { data: r.data, tokens: vision.tokens, dim: vision.projectionDim, encodeMs: r.ms, id: nextImageId++ };
+    const img: EncodedImage = {
+      data: r.data,
+      tokens: vision.tokens,
+      dim: vision.projectionDim,
+      encodeMs: r.ms,
+      warnings: pre.warnings,
+      ...(pre.sopInstanceUid ? { sopInstanceUid: pre.sopInstanceUid } : {}),
+      id: nextImageId++,
+    };
     imageIds.add(img);
     return img;
   }
@@ -358,7 +387,7 @@ export class Model {
       let encoded: EncodedImage | undefined;
       if (withImage) {
         const img = options.image!;
-        encoded = isEncoded(img) ? img : await this.#encode(img, signal);
+        encoded = isEncoded(img) ? img : await this.#encode(img, signal, { ...(options.window ? { window: options.window } : {}), ...(options.voi !== undefined ? { voi: options.voi } : {}) });
       }
       const segments = this.#segments(options, withImage, encoded);
       const m = this.#open();
@@ -411,6 +440,8 @@ export class Model {
           decodeMs: result.decodeMs,
           ...(encoded && !isEncoded(options.image!) ? { encodeMs: encoded.encodeMs } : {}),
         },
+        ...(encoded ? { warnings: [...encoded.warnings] } : {}),
+        ...(encoded?.sopInstanceUid ? { sopInstanceUid: encoded.sopInstanceUid } : {}),
       };
       if (logprobs > 0) out.logprobs = tokens.map((t) => ({ token: t.token, logprob: t.logprob!, top: t.top ?? [] }));
       return out;
