@@ -18,22 +18,12 @@
 //     kind 'norm'   (RMSNorm weights):       value = fround(1 + u / 8)
 //         (the only rounding step: 1 + u/8 needs 26 bits; round to nearest even).
 
-import type { LlamaTensors, TensorSource } from '../../lib/llama-gguf.js';
+import type { LlamaHParams, LlamaTensors, TensorSource } from '../../lib/llama-gguf.js';
 
 export type WeightKind = 'embed' | 'linear' | 'norm';
 
-/** Dimensions of a tiny LLaMA; vocabSize comes from the tokenizer. */
-export interface TinyLlamaDims {
-  vocabSize: number;
-  hiddenSize: number;
-  intermediateSize: number;
-  numLayers: number;
-  numHeads: number;
-  numKvHeads: number;
-  rmsNormEps: number;
-  ropeTheta: number;
-  contextLength: number;
-}
+/** Dimensions of a tiny LLaMA (the text model's hparams); vocabSize comes from the tokenizer. */
+export type TinyLlamaDims = LlamaHParams;
 
 /** The model that tools/reference/tiny_llama.py checks (vocabulary of the fixture tokenizer). */
 export const TINY_LLAMA_DIMS: Omit<TinyLlamaDims, 'vocabSize'> = {
