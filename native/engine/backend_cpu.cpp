@@ -12,17 +12,10 @@
 #include "gguf.h"
 #include "quants.h"
 #include "threadpool.h"
+#include "cpu_ops.h"
 
 namespace cxr {
 namespace {
-
-// Rows of the output handed to a thread at a time. Small enough to balance
-// 4096-row decode matmuls over many threads, large enough to amortise the
-// atomic fetch.
-constexpr int64_t kRowGrain = 16;
-// Tokens processed together per weight row during prefill: the weight row stays
-// in L1 while it meets this many activation rows.
-constexpr int64_t kTokenTile = 8;
 
 class CpuBackend final : public Backend {
  public:
@@ -57,39 +50,7 @@ class CpuBackend final : public Backend {
   }
 
   void matmul(const Weight& W, const float* x, int64_t n, float* y, const float* bias) override {
-    const TypeTraits& wt = type_traits(W.type);
-    const int64_t rows = W.rows, cols = W.cols;
-    const size_t wrow = dtype_row_bytes(W.type, cols);
-
-    // Activations are converted once to the type the weight's dot product wants.
-    const void* xq = x;
-    size_t xrow = cols * sizeof(float);
-    if (wt.vec_dot_type != DType::F32) {
-      const TypeTraits& qt = type_traits(wt.vec_dot_type);
-      xrow = dtype_row_bytes(wt.vec_dot_type, cols);
-      if (scratch_.size() < xrow * n) scratch_.resize(xrow * n);
-      uint8_t* dst = scratch_.data();
-      pool_.parallel_for(n, 1, [&](int64_t b, int64_t e, int) {
-        for (int64_t t = b; t < e; ++t) qt.from_float(x + t * cols, dst + t * xrow, cols);
-      });
-      xq = dst;
-    }
-    const uint8_t* wbase = static_cast<const uint8_t*>(W.data);
-    const uint8_t* xbase = static_cast<const uint8_t*>(xq);
-    pool_.parallel_for(rows, kRowGrain, [&](int64_t r0, int64_t r1, int) {
-      for (int64_t t0 = 0; t0 < n; t0 += kTokenTile) {
-        const int64_t t1 = std::min(n, t0 + kTokenTile);
-        for (int64_t r = r0; r < r1; ++r) {
-          const void* wr = wbase + r * wrow;
-          const float b = bias ? bias[r] : 0.0f;
-          for (int64_t t = t0; t < t1; ++t) {
-            float s;
-            wt.vec_dot(cols, &s, wr, xbase + t * xrow);
-            y[t * rows + r] = s + b;
-          }
-        }
-      }
-    });
+    cpu_matmul(pool_, W, x, n, y, bias, scratch_);
   }
 
   void get_rows(const Weight& E, const int32_t* ids, int64_t n, float* out) override {
@@ -171,55 +132,7 @@ class CpuBackend final : public Backend {
     for (int64_t i = 0; i < n * width; ++i) d[i] = fp32_to_fp16(src[i]);
   }
 
-  void attention(const AttentionArgs& a) override {
-    // One task per (query row, head): a streaming ("online") softmax over the
-    // keys, so no score matrix is ever stored, whatever the sequence length.
-    const int64_t tasks = a.n * a.n_heads;
-    const int group = a.n_heads / a.n_kv_heads;  // query heads sharing one KV head
-    const int64_t kv_width = static_cast<int64_t>(a.n_kv_heads) * a.head_dim;
-    const int64_t q_width = static_cast<int64_t>(a.n_heads) * a.head_dim;
-    const TypeTraits& kt = type_traits(a.kv_type);
-    const size_t esize = a.kv_type == DType::F32 ? 4 : 2;
-    pool_.parallel_for(tasks, 4, [&](int64_t b, int64_t e, int) {
-      std::vector<float> acc(a.head_dim), vrow(a.head_dim);
-      for (int64_t task = b; task < e; ++task) {
-        const int64_t i = task / a.n_heads;
-        const int h = static_cast<int>(task % a.n_heads);
-        const int kvh = h / group;
-        const float* q = a.q + i * q_width + static_cast<int64_t>(h) * a.head_dim;
-        const int64_t visible = a.causal ? a.pos0 + i + 1 : a.n_kv;
-        float m = -INFINITY, l = 0.0f;
-        std::fill(acc.begin(), acc.end(), 0.0f);
-        for (int64_t j = 0; j < visible; ++j) {
-          const uint8_t* krow = static_cast<const uint8_t*>(a.k) + (j * kv_width + kvh * a.head_dim) * esize;
-          const uint8_t* vr = static_cast<const uint8_t*>(a.v) + (j * kv_width + kvh * a.head_dim) * esize;
-          float s;
-          kt.vec_dot(a.head_dim, &s, krow, q);
-          s *= a.scale;
-          const float* vp;
-          if (a.kv_type == DType::F32) {
-            vp = reinterpret_cast<const float*>(vr);
-          } else {
-            kt.to_float(vr, vrow.data(), a.head_dim);
-            vp = vrow.data();
-          }
-          if (s > m) {
-            // New maximum: rescale what was accumulated so far.
-            const float c = std::exp(m - s);
-            l *= c;
-            for (int d = 0; d < a.head_dim; ++d) acc[d] *= c;
-            m = s;
-          }
-          const float p = std::exp(s - m);
-          l += p;
-          for (int d = 0; d < a.head_dim; ++d) acc[d] += p * vp[d];
-        }
-        float* o = a.out + i * q_width + static_cast<int64_t>(h) * a.head_dim;
-        const float inv = l > 0 ? 1.0f / l : 0.0f;
-        for (int d = 0; d < a.head_dim; ++d) o[d] = acc[d] * inv;
-      }
-    });
-  }
+  void attention(const AttentionArgs& a) override { cpu_attention(pool_, a); }
 
   void silu_mul(float* gate, const float* up, int64_t count) override {
     pool_.parallel_for(count, 4096, [&](int64_t b, int64_t e, int) {
