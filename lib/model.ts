@@ -106,6 +106,8 @@ export interface GenerateOptions {
   messages?: ChatMessage[];
   /** Feed `prompt` without the chat template (optional, default false). */
   raw?: boolean;
+  /** Prompt token ids, fed as they are (no BOS added), instead of `prompt` or `messages` (optional). */
+  tokens?: number[];
   /** Most tokens to generate (optional, default 512). */
   maxTokens?: number;
   /** Sampling temperature; 0 is greedy (optional, default 0.2, the official setting). */
@@ -216,7 +218,7 @@ export class Model {
    * for each image embedding row when `image` is true. See the README's
    * "Prompt format" for how the official code builds this sequence.
    */
-  promptTokens(options: Pick<GenerateOptions, 'prompt' | 'messages' | 'raw'> & { image?: boolean }): number[] {
+  promptTokens(options: Pick<GenerateOptions, 'prompt' | 'messages' | 'raw' | 'tokens'> & { image?: boolean }): number[] {
     const imageTokens = options.image ? (this.info.vision?.tokens ?? 0) : 0;
     if (options.image && imageTokens === 0) throw new CxrError('ERR_MODEL', `${this.info.path}: no vision projector (mmproj) is loaded`);
     const out: number[] = [];
@@ -228,9 +230,17 @@ export class Model {
   }
 
   /** Prompt segments: token runs, and one embedding placeholder where the image goes. */
-  #segments(options: Pick<GenerateOptions, 'prompt' | 'messages' | 'raw'>, withImage: boolean, image?: EncodedImage): NativeSegment[] {
+  #segments(options: Pick<GenerateOptions, 'prompt' | 'messages' | 'raw' | 'tokens'>, withImage: boolean, image?: EncodedImage): NativeSegment[] {
     const m = this.#open();
     const raw = optBoolean('raw', options.raw, false);
+    if (options.tokens !== undefined) {
+      if (withImage || options.prompt !== undefined || options.messages !== undefined) {
+        throw invalidParameterError('tokens', 'the only prompt (no prompt, messages or image with it)', options.tokens);
+      }
+      const ids = this.#ids('tokens', options.tokens);
+      if (ids.length === 0) throw invalidParameterError('tokens', 'non-empty array of token ids', options.tokens);
+      return [{ tokens: ids }];
+    }
     let text: string;
     if (options.messages !== undefined) {
       if (raw) throw invalidParameterError('raw', 'false when messages are given', raw);

@@ -182,6 +182,46 @@ t.test('bad options are rejected with messages that name the option', (t) =>
   }),
 );
 
+t.test('token ids as the prompt, and ignoreEos', (t) =>
+  withModel(t, async (m) => {
+    const ids = m.tokenize(prompt, { bos: true });
+    const a = await m.generate({ tokens: ids, temperature: 0, maxTokens: 8 });
+    const b = await m.generate({ prompt, raw: true, temperature: 0, maxTokens: 8 });
+    t.same(a.tokens, b.tokens, 'tokens = the raw prompt ids');
+    t.same(m.promptTokens({ tokens: ids }), ids);
+    await t.rejects(m.generate({ tokens: ids, prompt }), { message: /for tokens/ });
+    await t.rejects(m.generate({ tokens: [] }), { message: /non-empty array/ });
+  }),
+);
+
+t.test('ignoreEos decodes past the end-of-sequence token', async (t) => {
+  // A copy of the tiny model whose EOS id is the token greedy decoding picks
+  // first, so a normal run stops at once and an ignoreEos run does not.
+  const probe = await loadModel({ model: file, threads: 1 });
+  const ids = probe.tokenize(prompt, { bos: true });
+  const first = (await probe.generate({ tokens: ids, temperature: 0, maxTokens: 1 })).tokens[0]!;
+  await probe.close();
+  const { GgufWriter } = await import('../lib/gguf-writer.js');
+  const { addLlamaToGguf, recipes } = await import('../lib/llama-gguf.js');
+  const { TINY_LLAMA_DIMS, tinyLlamaTensors } = await import('./helpers/prng-weights.js');
+  const { loadTinyVocab } = await import('./helpers/tiny-llama.js');
+  const vocab = { ...(await loadTinyVocab()), eosId: first };
+  const hp = { ...TINY_LLAMA_DIMS, vocabSize: vocab.pieces.length };
+  const eosFile = path.join(dir, 'eos.gguf');
+  const w = new GgufWriter();
+  addLlamaToGguf(w, hp, vocab, tinyLlamaTensors(hp), { ...recipes.f32, quantize: () => new Uint8Array(0) });
+  await w.write(eosFile);
+  const m = await loadModel({ model: eosFile, threads: 1 });
+  t.teardown(() => m.close());
+  const stopped = await m.generate({ tokens: ids, temperature: 0, maxTokens: 8 });
+  t.same(stopped.tokens, [first], 'stops on EOS');
+  t.equal(stopped.finishReason, 'stop');
+  const kept = await m.generate({ tokens: ids, temperature: 0, maxTokens: 8, ignoreEos: true });
+  t.equal(kept.tokens.length, 8, 'ignoreEos decodes all 8 tokens');
+  t.equal(kept.tokens[0], first);
+  t.equal(kept.finishReason, 'length');
+});
+
 t.test('tokenize: BOS and control tokens only when asked', (t) =>
   withModel(t, async (m) => {
     const { bos, eos } = m.info.tokenizer;
