@@ -269,7 +269,7 @@ export function addClipToGguf(w: GgufSink, hp: ClipHParams, tensors: ClipTensors
       const bytes =
         t.type === 'f32'
           ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength) // GGUF and every Node target are little-endian
-          : opts.quantize(t.type, data, t.rows, t.cols);
+          : await opts.quantize(t.type, data, t.rows, t.cols);
       if (bytes.length !== t.size) {
         throw new Error(`tensor ${t.name}: quantizer returned ${bytes.length} bytes for ${t.type}, expected ${t.size}`);
       }

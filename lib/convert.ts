@@ -10,13 +10,9 @@
 // into place only when both are complete. On any error the staging folder is removed, so
 // outDir never holds one GGUF without the other, nor a partial one.
 //
-// Time: `quantize` is synchronous and single-threaded. Each tensor is quantized in slices
-// (at most a million weights, fewer for slow types, about 50 ms each) with an event-loop
-// turn between them, so progress callbacks and timers keep running. Measured end to end
-// (hash, read, bf16 -> f32, quantize, write) on a 2-core shared machine with a 53 M-weight
-// checkpoint: f16 22, q8_0 24, q4_0 22-53, q4_k_m 5.5 M text weights/s, with event-loop
-// gaps under 250 ms. For LLaMA-2-7B's 6.7 G weights that is roughly 5 minutes for
-// q8_0/q4_0/f16 and 20-25 minutes for q4_k_m.
+// Time: quantization runs on native worker threads, one slice of rows per hardware
+// thread (quantizeAsync), so the event loop stays free for progress bars and the whole
+// machine works on the K-quants' slow scale search.
 
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, existsSync, readFileSync } from 'node:fs';
@@ -31,14 +27,13 @@ import {
   type GgufSink,
   type LlamaHParams,
   type LlamaTensors,
-  type Quantizer,
   type TensorSource,
   type Vocab,
   type VocabPiece,
 } from './llama-gguf.js';
 import { SafetensorsCheckpoint } from './safetensors.js';
 import { parseSentencePieceModel } from './sentencepiece.js';
-import { quantize } from './tensors.js';
+import { quantizeAsync } from './tensors.js';
 import { invalidParameterError } from './errors.js';
 
 /** Storage types of the text model. */
@@ -76,8 +71,6 @@ export interface ConvertOptions {
   revision?: string;
   /** sha256 (hex) of source files already verified, by file name; those are not hashed again (optional). */
   knownSha256?: Record<string, string>;
-  /** Weights quantized between two event-loop turns (optional, default 1048576). */
-  sliceWeights?: number;
 }
 
 export interface ConvertResult {
@@ -408,41 +401,23 @@ function clipTensors(src: (name: string) => TensorSource, numLayers: number): Cl
   };
 }
 
-// ---- quantization off the critical path of the event loop --------------------------------
-
-const SLICE_WEIGHTS = 1 << 20;
-const SLICE_MS = 50;
-
-const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+// ---- progress while the writers work ------------------------------------------------------
 
 /**
- * A GgufSink that quantizes in slices with event-loop turns between them.
- * addLlamaToGguf/addClipToGguf call the Quantizer synchronously inside their data
- * callbacks; the Quantizer given to them only allocates the output and records the
- * request, and this sink's callback fills that output slice by slice once the inner
- * callback (read, permute, split) has returned it.
+ * A GgufSink that passes everything to a writer and reports, as each tensor's
+ * bytes are produced, the fraction of the file's tensor bytes done so far.
+ * Quantization itself runs on native worker threads (quantizeAsync), so the
+ * event loop stays free for the progress bar.
  */
-class SlicedQuantizingSink implements GgufSink {
-  private pending: { type: GgmlTypeName; data: Float32Array; rows: number; cols: number; out: Uint8Array } | null = null;
-  // Output bytes of the tensors added so far, for a progress fraction by bytes.
-  private readonly before = new Map<string, number>();
+class ProgressSink implements GgufSink {
   private readonly sizes = new Map<string, number>();
   private total = 0;
-  // Weights per slice learned for each slow type.
-  private readonly sliceFor = new Map<GgmlTypeName, number>();
+  private done = 0;
 
   constructor(
     private readonly w: GgufWriter,
     private readonly onProgress: (fraction: number, tensor: string) => void,
-    private readonly sliceWeights: number,
   ) {}
-
-  readonly quantize: Quantizer = (type, data, rows, cols) => {
-    const { blockSize, blockBytes } = GGML_TYPES[type];
-    const out = new Uint8Array(rows * (cols / blockSize) * blockBytes);
-    this.pending = { type, data, rows, cols, out };
-    return out;
-  };
 
   set(key: string, type: 'u32' | 'i32' | 'f32' | 'bool' | 'string', value: number | boolean | string): unknown {
     return this.w.set(key, type, value);
@@ -454,41 +429,15 @@ class SlicedQuantizingSink implements GgufSink {
 
   addTensor(name: string, ne: number[], type: GgmlTypeName, data: () => Promise<Uint8Array>): unknown {
     const size = tensorBytes(type, ne);
-    this.before.set(name, this.total);
     this.sizes.set(name, size);
     this.total += size;
     return this.w.addTensor(name, ne, type, async () => {
-      this.pending = null;
+      this.onProgress(this.total ? this.done / this.total : 0, name);
       const bytes = await data();
-      const job = this.pending as SlicedQuantizingSink['pending'];
-      this.pending = null;
-      if (job && job.out === bytes) {
-        const rowOut = job.out.length / job.rows;
-        let step = Math.max(1, Math.floor((this.sliceFor.get(job.type) ?? this.sliceWeights) / job.cols));
-        for (let r = 0; r < job.rows; r += step) {
-          const n = Math.min(step, job.rows - r);
-          const t0 = performance.now();
-          job.out.set(quantize(job.type, job.data.subarray(r * job.cols, (r + n) * job.cols), n, job.cols), r * rowOut);
-          // Slow types (the k-quants) learn smaller slices, so no turn waits much over SLICE_MS.
-          const ms = performance.now() - t0;
-          if (ms > SLICE_MS && n === step) {
-            step = Math.max(1, Math.floor((step * SLICE_MS) / ms));
-            this.sliceFor.set(job.type, step * job.cols);
-          }
-          this.report(name, (r + n) / job.rows);
-          if (r + n < job.rows) await nextTurn();
-        }
-      } else {
-        this.report(name, 1);
-      }
-      await nextTurn();
+      this.done += size;
+      this.onProgress(this.total ? this.done / this.total : 1, name);
       return bytes;
     });
-  }
-
-  private report(name: string, fraction: number): void {
-    const done = this.before.get(name)! + this.sizes.get(name)! * fraction;
-    this.onProgress(this.total ? Math.min(1, done / this.total) : 1, name);
   }
 }
 
@@ -524,8 +473,6 @@ export async function convertCheckpoint(hfDir: string, options: ConvertOptions):
     throw invalidParameterError('visionType', `one of ${VISION_TYPES.join(', ')}`, visionType);
   }
   const onProgress = options.onProgress;
-  const sliceWeights = options.sliceWeights ?? SLICE_WEIGHTS;
-  if (!Number.isInteger(sliceWeights) || sliceWeights < 1) throw invalidParameterError('sliceWeights', 'positive integer', sliceWeights);
   const t0 = Date.now();
 
   const configPath = path.join(hfDir, 'config.json');
@@ -593,22 +540,22 @@ export async function convertCheckpoint(hfDir: string, options: ConvertOptions):
 
     // Text model.
     const textWriter = new GgufWriter();
-    const textSink = new SlicedQuantizingSink(textWriter, (progress, item) => onProgress?.({ phase: 'text', progress, item }), sliceWeights);
+    const textSink = new ProgressSink(textWriter, (progress, item) => onProgress?.({ phase: 'text', progress, item }));
     addLlamaToGguf(textSink, cfg.llama, vocab, llamaTensors(source, cfg.llama.numLayers), {
       ...recipes[type],
-      quantize: textSink.quantize,
+      quantize: quantizeAsync,
       name: 'CXR-LLaVA-v2',
     });
     provenance(textWriter, type);
 
     // Vision model.
     const visionWriter = new GgufWriter();
-    const visionSink = new SlicedQuantizingSink(visionWriter, (progress, item) => onProgress?.({ phase: 'vision', progress, item }), sliceWeights);
+    const visionSink = new ProgressSink(visionWriter, (progress, item) => onProgress?.({ phase: 'vision', progress, item }));
     const vr = clipRecipes[visionType as ClipRecipeName];
     addClipToGguf(visionSink, vision, clipTensors(source, vision.numLayers), {
       typeFor: vr.typeFor,
       fileType: vr.fileType,
-      quantize: visionSink.quantize,
+      quantize: quantizeAsync,
       name: 'CXR-LLaVA-v2 vision',
     });
     provenance(visionWriter, visionType);

@@ -30,7 +30,7 @@ export type { ConvertOptions, ConvertResult, ConvertProgress, ConvertType, Visio
 export { pullModel, resolveDefaultModel, listCachedModels, cacheRoot, DEFAULT_REPO } from './hub.js';
 export type { PullOptions, PullProgress, CachedModel } from './hub.js';
 export type { ChatMessage } from './prompt.js';
-export { quantize, dequantize, readGgufInfo, simdLevel } from './tensors.js';
+export { quantize, quantizeAsync, dequantize, readGgufInfo, simdLevel } from './tensors.js';
 export type { GgufInfo } from './tensors.js';
 export { GgufWriter, GGML_TYPES, tensorBytes } from './gguf-writer.js';
 export type { GgmlTypeName, GgufValueType } from './gguf-writer.js';

@@ -76,7 +76,8 @@ export interface Vocab {
 }
 
 /** Converts row-major float32 data of shape [rows, cols] to `type`'s GGUF bytes. */
-export type Quantizer = (type: GgmlTypeName, data: Float32Array, rows: number, cols: number) => Uint8Array;
+/** Quantizes a [rows, cols] matrix into `type`; may work asynchronously (the converter's runs on worker threads). */
+export type Quantizer = (type: GgmlTypeName, data: Float32Array, rows: number, cols: number) => Uint8Array | Promise<Uint8Array>;
 
 /** Picks the stored type of one tensor from its GGUF name and ne. */
 export type TypeChooser = (ggufName: string, ne: number[], hp: LlamaHParams) => GgmlTypeName;
@@ -330,7 +331,7 @@ export function addLlamaToGguf(
       const bytes =
         p.type === 'f32'
           ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength) // GGUF and every Node target are little-endian
-          : opts.quantize(p.type, data, p.rows, p.cols);
+          : await opts.quantize(p.type, data, p.rows, p.cols);
       if (bytes.length !== p.size) {
         throw new Error(`tensor ${p.name}: quantizer returned ${bytes.length} bytes for ${p.type}, expected ${p.size}`);
       }

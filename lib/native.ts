@@ -128,6 +128,7 @@ export interface NativeModel {
 export interface NativeAddon {
   loadModel(opts: { model: string; mmproj?: string; threads: number; contextSize: number; kvType: 'f16' | 'f32' }): Promise<NativeModel>;
   quantize(type: GgmlTypeName, data: Float32Array, rows: number, cols: number): Uint8Array;
+  quantizeAsync(type: GgmlTypeName, data: Float32Array, rows: number, cols: number): Promise<Uint8Array>;
   dequantize(type: GgmlTypeName, data: Uint8Array, n: number): Float32Array;
   ggufInfo(path: string, full: boolean): NativeGgufInfo;
   simdLevel(): string;

@@ -182,15 +182,15 @@ t.test('quantized conversions load and run', async (t) => {
   t.ok(readGgufInfo(r.mmprojPath).tensors.some((x) => x.type === 'q8_0'), 'visionType q8_0');
 });
 
-t.test('sliced quantization (event-loop turns between slices) gives the same bytes as one call', async (t) => {
+t.test('threaded quantization (off the event loop) gives the same bytes as one synchronous call', async (t) => {
   let turns = 0;
   const ticker = setInterval(() => turns++, 0);
-  const out = path.join(root, 'sliced');
-  const r = await convertCheckpoint(ckpt.dir, { outDir: out, type: 'q4_0', visionType: 'q8_0', sliceWeights: 100 });
+  const out = path.join(root, 'threaded');
+  const r = await convertCheckpoint(ckpt.dir, { outDir: out, type: 'q4_0', visionType: 'q8_0' });
   clearInterval(ticker);
   t.ok(turns > 0, `timers ran during the conversion (${turns} ticks)`);
   const embed = ckpt.weights.get('llama.embed_tokens.weight')!.values;
-  t.same(tensorData(r.textPath, 'token_embd.weight'), quantize('q4_0', embed, 1000, 64), 'token_embd, quantized one row per slice');
+  t.same(tensorData(r.textPath, 'token_embd.weight'), quantize('q4_0', embed, 1000, 64), 'token_embd, quantized by row slices on threads');
   const down = ckpt.weights.get('llama.layers.0.mlp.down_proj.weight')!.values;
   t.same(tensorData(r.textPath, 'blk.0.ffn_down.weight'), quantize('q4_0', down, 64, 160));
   const fc = ckpt.weights.get('vision_tower.transformer.resblocks.0.mlp.c_fc.weight')!.values;

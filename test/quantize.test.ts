@@ -3,7 +3,7 @@
 // (Kernel-level checks, including fast-vs-reference dot products, are in
 // native/tests/test_quants.cpp.)
 import t from 'tap';
-import { GGML_TYPES, dequantize, quantize, tensorBytes, type GgmlTypeName } from '../lib/index.js';
+import { GGML_TYPES, dequantize, quantize, quantizeAsync, tensorBytes, type GgmlTypeName } from '../lib/index.js';
 
 // Relative RMS error bounds (error RMS / data RMS) for Gaussian data, a little
 // above what each format achieves (measured in native/tests/test_quants.cpp).
@@ -38,6 +38,15 @@ for (const [type, bound] of bounds) {
     if (type !== 'f32') t.ok(rel > 0, 'lossy types lose something (the check is not vacuous)');
   });
 }
+
+t.test('quantizeAsync gives the same bytes as quantize, for many rows over several threads', async (t) => {
+  for (const type of ['q8_0', 'q4_k', 'f16'] as GgmlTypeName[]) {
+    const rows = 37;
+    const x = gaussian(rows * 256, 11);
+    t.same(await quantizeAsync(type, x, rows, 256), quantize(type, x, rows, 256), type);
+  }
+  await t.rejects(quantizeAsync('q4_k', new Float32Array(64), 1, 64), { code: 'ERR_INVALID_ARG', message: /block size 256/ });
+});
 
 t.test('impossible shapes are clear errors', async (t) => {
   t.throws(() => quantize('q4_k', new Float32Array(64), 1, 64), { code: 'ERR_INVALID_ARG', message: /block size 256/ });

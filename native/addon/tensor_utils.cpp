@@ -1,7 +1,10 @@
 // tensor_utils.cpp - stateless functions: quantize/dequantize for the converter
 // and the tests, GGUF inspection for `cxr-llava info`, and the CPU feature level.
+#include <algorithm>
 #include <cstring>
 #include <memory>
+#include <string>
+#include <thread>
 #include <vector>
 
 #include "addon.h"
@@ -41,6 +44,78 @@ Napi::Value Quantize(const Napi::CallbackInfo& info) {
     throw to_js_error(env, e.code(), e.what());
   }
   return out;
+}
+
+// quantizeAsync(type, Float32Array data, rows, cols) -> Promise<Uint8Array>.
+// The converter's workhorse: rows are split over every hardware thread, off
+// the JS thread, so a 7B conversion uses the whole machine and the event loop
+// (progress bars) stays free.
+class QuantizeWorker : public Napi::AsyncWorker {
+ public:
+  QuantizeWorker(Napi::Env env, cxr::DType t, Napi::Float32Array src, int64_t rows, int64_t cols)
+      : Napi::AsyncWorker(env), t_(t), rows_(rows), cols_(cols), deferred_(Napi::Promise::Deferred::New(env)) {
+    const size_t bytes = static_cast<size_t>(rows) * cxr::dtype_row_bytes(t, cols);
+    Napi::Uint8Array out = Napi::Uint8Array::New(env, bytes);
+    // Both arrays stay referenced (alive, not collected) until the work is done.
+    src_ref_ = Napi::Persistent(src);
+    out_ref_ = Napi::Persistent(out);
+    src_ = src.Data();
+    out_ = out.Data();
+  }
+  Napi::Promise promise() { return deferred_.Promise(); }
+
+  void Execute() override {
+    const int64_t n_threads =
+        std::max<int64_t>(1, std::min<int64_t>(static_cast<int64_t>(std::thread::hardware_concurrency()), rows_));
+    const size_t row_bytes = cxr::dtype_row_bytes(t_, cols_);
+    std::vector<std::thread> threads;
+    std::vector<std::string> errors(n_threads);
+    for (int64_t i = 0; i < n_threads; ++i) {
+      const int64_t r0 = rows_ * i / n_threads, r1 = rows_ * (i + 1) / n_threads;
+      threads.emplace_back([&, i, r0, r1] {
+        try {
+          cxr::quantize_weights(t_, src_ + r0 * cols_, out_ + r0 * row_bytes, r1 - r0, cols_);
+        } catch (const std::exception& e) {
+          errors[i] = e.what();
+        }
+      });
+    }
+    for (auto& th : threads) th.join();
+    for (const auto& e : errors)
+      if (!e.empty()) return SetError(e);
+  }
+  void OnOK() override { deferred_.Resolve(out_ref_.Value()); }
+  void OnError(const Napi::Error& e) override {
+    deferred_.Reject(to_js_error(Env(), cxr::err::kArgument, e.Message()).Value());
+  }
+
+ private:
+  cxr::DType t_;
+  int64_t rows_, cols_;
+  Napi::Promise::Deferred deferred_;
+  Napi::Reference<Napi::Float32Array> src_ref_;
+  Napi::Reference<Napi::Uint8Array> out_ref_;
+  const float* src_ = nullptr;
+  uint8_t* out_ = nullptr;
+};
+
+Napi::Value QuantizeAsync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  cxr::DType t = parse_type(env, info[0]);
+  auto src = info[1].As<Napi::Float32Array>();
+  const int64_t rows = info[2].As<Napi::Number>().Int64Value();
+  const int64_t cols = info[3].As<Napi::Number>().Int64Value();
+  if (rows * cols != static_cast<int64_t>(src.ElementLength()))
+    throw to_js_error(env, cxr::err::kArgument, "data has " + std::to_string(src.ElementLength()) +
+                                                    " elements, expected rows*cols = " + std::to_string(rows * cols));
+  if (cols % cxr::dtype_block_size(t) != 0)
+    throw to_js_error(env, cxr::err::kArgument, "rows of " + std::to_string(cols) + " elements cannot be stored as " +
+                                                    cxr::dtype_name(t) + " (block size " +
+                                                    std::to_string(cxr::dtype_block_size(t)) + ")");
+  auto* w = new QuantizeWorker(env, t, src, rows, cols);
+  Napi::Promise p = w->promise();
+  w->Queue();
+  return p;
 }
 
 // dequantize(type, Uint8Array bytes, n) -> Float32Array
@@ -175,6 +250,7 @@ Napi::Value SimdLevel(const Napi::CallbackInfo& info) { return Napi::String::New
 
 Napi::Object init_tensor_utils(Napi::Env env, Napi::Object exports) {
   exports.Set("quantize", Napi::Function::New(env, Quantize, "quantize"));
+  exports.Set("quantizeAsync", Napi::Function::New(env, QuantizeAsync, "quantizeAsync"));
   exports.Set("dequantize", Napi::Function::New(env, Dequantize, "dequantize"));
   exports.Set("ggufInfo", Napi::Function::New(env, GgufInfo, "ggufInfo"));
   exports.Set("simdLevel", Napi::Function::New(env, SimdLevel, "simdLevel"));
