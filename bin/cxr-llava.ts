@@ -1,23 +1,43 @@
 #!/usr/bin/env node
 /**
  * The cxr-llava command line. Errors are one line on stderr (the stack only
- * with --verbose); exit status 0 on success, 1 on failure, 2 on a usage error.
+ * with --verbose); exit status 0 on success, 1 when something failed (in a
+ * batch: any input), 2 on a usage error. The machinery lives in lib/cli/.
  */
 import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { Command, CommanderError } from 'commander';
+import { convertCommand } from '../lib/convert.js';
+import { loadModel, type Model } from '../lib/model.js';
 import { readGgufInfo } from '../lib/tensors.js';
+import { runBatch } from '../lib/cli/batch.js';
+import { formatBench, runBench } from '../lib/cli/bench.js';
+import { runChat } from '../lib/cli/chat.js';
+import { humanBytes } from '../lib/cli/format.js';
+import { expandInputs, type InputFile } from '../lib/cli/inputs.js';
+import {
+  addChatterOptions,
+  addModelOptions,
+  addImageOptions,
+  type ImageFlags,
+  addOutputOptions,
+  addSamplingOptions,
+  intArg,
+  sampling,
+  type ChatterFlags,
+  type ModelFlags,
+  type SamplingFlags,
+} from '../lib/cli/options.js';
+import { planOutputs, type Format, type Task } from '../lib/cli/output.js';
+import { PhasedProgress } from '../lib/cli/progress.js';
+import { pullWithProgress, selectModel } from '../lib/cli/select-model.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
 
-function humanBytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let i = 0;
-  while (n >= 1024 && i < units.length - 1) {
-    n /= 1024;
-    i++;
-  }
-  return `${i === 0 ? n : n.toFixed(1)} ${units[i]}`;
-}
+type BatchFlags = ModelFlags & SamplingFlags & ChatterFlags & ImageFlags & { jsonl?: boolean; json?: boolean; output?: string; resume?: boolean; recursive?: boolean };
+
+/** Models loaded by this run, closed before exit so the engine's threads end. */
+const openModels: Model[] = [];
 
 function formatMeta(v: unknown): string {
   if (typeof v === 'string') return JSON.stringify(v.length > 80 ? v.slice(0, 77) + '...' : v);
@@ -30,14 +50,248 @@ function formatMeta(v: unknown): string {
   return String(v);
 }
 
+function examples(...lines: string[]): string {
+  return '\nExamples:\n' + lines.map((l) => (l.startsWith('#') ? `  ${l}` : `  $ ${l}`)).join('\n');
+}
+
+/** Usage errors raised by our own checks; commander prints them and main() exits 2. */
+function usage(cmd: Command, message: string): never {
+  cmd.error(`error: ${message}`, { exitCode: 2, code: 'cxr.usage' });
+}
+
+/** Loads the chosen model; `images` commands need its vision projector and say so once, up front. */
+async function openModel(flags: ModelFlags & ChatterFlags, pull: boolean, images: boolean): Promise<Model> {
+  const choice = await selectModel({
+    ...(flags.model !== undefined ? { model: flags.model } : {}),
+    ...(flags.mmproj !== undefined ? { mmproj: flags.mmproj } : {}),
+    ...(flags.type !== undefined ? { type: flags.type } : {}),
+    pull,
+    quiet: flags.quiet === true,
+  });
+  if (flags.verbose) process.stderr.write(`model: ${choice.model}\nmmproj: ${choice.mmproj ?? '(none)'}\n  (from ${choice.source})\n`);
+  if (images && choice.mmproj === undefined) {
+    throw new Error(`${choice.model}: no vision projector found next to it (mmproj-${path.basename(choice.model)}); pass --mmproj <file>`);
+  }
+  const model = await loadModel({
+    model: choice.model,
+    ...(choice.mmproj !== undefined ? { mmproj: choice.mmproj } : {}),
+    ...(flags.threads !== undefined ? { threads: flags.threads } : {}),
+    ...(flags.ctx !== undefined ? { contextSize: flags.ctx } : {}),
+  });
+  openModels.push(model);
+  return model;
+}
+
+function formatOf(flags: BatchFlags): Format {
+  return flags.jsonl ? 'jsonl' : flags.json ? 'json' : 'text';
+}
+
+/** report / ddx / ask: expand the inputs, check the plan, load the model once, run the batch. */
+async function batch(cmd: Command, task: Task, args: string[], flags: BatchFlags, question?: string): Promise<void> {
+  if (flags.resume && !flags.output) usage(cmd, '--resume needs --output <dir> (it skips inputs whose output file exists)');
+  if (args.filter((a) => a === '-').length > 1) usage(cmd, "'-' (read paths from stdin) may be given once");
+  const inputs: InputFile[] = await expandInputs(args, { recursive: flags.recursive === true });
+  if (inputs.length === 0) {
+    throw new Error(
+      `no image files found in ${args.join(' ')} (folders contribute .png .jpg .jpeg .tif .tiff .webp .dcm and extension-less files${flags.recursive ? '' : '; add --recursive to search subfolders'})`,
+    );
+  }
+  const format = formatOf(flags);
+  if (flags.output) {
+    try {
+      planOutputs(flags.output, inputs, format);
+    } catch (err) {
+      usage(cmd, (err as Error).message);
+    }
+  }
+  const model = await openModel(flags, true, true);
+  const summary = await runBatch({
+    model,
+    task,
+    ...(question !== undefined ? { question } : {}),
+    inputs,
+    sampling: sampling(flags),
+    display: { ...(flags.window ? { window: flags.window } : {}), ...(flags.voi !== undefined ? { voi: flags.voi } : {}) },
+    format,
+    ...(flags.output ? { outDir: flags.output } : {}),
+    resume: flags.resume === true,
+    quiet: flags.quiet === true,
+    verbose: flags.verbose === true,
+  });
+  if (summary.failed > 0) process.exitCode = 1;
+}
+
 const program = new Command();
 program
   .name('cxr-llava')
-  .description('Run CXR-LLaVA, a chest X-ray report model, locally on a native GGUF engine.')
+  .description('Run CXR-LLaVA, a chest X-ray report model, locally on a native GGUF engine.\nResearch software: not for clinical use without your own validation.')
   .version(pkg.version, '-V, --version', 'print the version')
   .option('--verbose', 'print stack traces and timings')
   .exitOverride()
-  .configureOutput({ outputError: (str, write) => write(str) });
+  .showSuggestionAfterError()
+  .configureOutput({ outputError: (str, write) => write(str) })
+  // --verbose before the command name counts for the command too.
+  .hook('preAction', (_program, action) => {
+    if (program.opts<{ verbose?: boolean }>().verbose) action.setOptionValue('verbose', true);
+  })
+  .addHelpText('after', examples('cxr-llava report chest.png', 'cxr-llava report scans/ --recursive --jsonl > reports.jsonl', 'cxr-llava <command> --help   # every command explains itself'));
+
+function batchCommand(name: string, task: Task, what: string, help: string): Command {
+  const cmd = program.command(name).description(what).argument('<images...>', "image files, folders, quoted globs ('scans/**/*.png'), or - to read paths from stdin");
+  addModelOptions(cmd);
+  addSamplingOptions(cmd);
+  addImageOptions(cmd);
+  addOutputOptions(cmd, true);
+  addChatterOptions(cmd);
+  cmd.addHelpText('after', help);
+  cmd.action(async (images: string[], flags: BatchFlags) => batch(cmd, task, images, flags));
+  return cmd;
+}
+
+const batchNotes =
+  '\nThe model is loaded once for the whole batch; a file that cannot be read is reported\n' +
+  '(stderr, and a record with "error" in --jsonl) and the batch goes on. Exit status: 0 all\n' +
+  'succeeded, 1 some failed, 2 usage error. Text streams token by token on a terminal; a\n' +
+  'progress bar shows on stderr when it is a terminal (never in a pipe).\n';
+
+batchCommand(
+  'report',
+  'report',
+  'Write a radiology report for each image (the official prompt). Pulls the default model on first use.',
+  batchNotes +
+    examples(
+      'cxr-llava report chest.png',
+      'cxr-llava report scans/ -r --jsonl > reports.jsonl',
+      'find /data -name "*.dcm" | cxr-llava report - --output reports/ --resume',
+      'cxr-llava report a.png b.png --temperature 0 --max-tokens 256 --json',
+    ),
+);
+
+batchCommand(
+  'ddx',
+  'ddx',
+  'List possible differential diagnoses for each image (the official prompt).',
+  batchNotes + examples('cxr-llava ddx chest.png', "cxr-llava ddx 'ward3/*.png' --jsonl | jq -r .text"),
+);
+
+{
+  const cmd = program
+    .command('ask')
+    .description('Ask one free-text question about one image.')
+    .argument('<image>', 'an image file (PNG, JPEG, TIFF, WebP or DICOM)')
+    .argument('<question>', 'the question, quoted');
+  addModelOptions(cmd);
+  addSamplingOptions(cmd);
+  addImageOptions(cmd);
+  addOutputOptions(cmd, false);
+  addChatterOptions(cmd);
+  cmd.addHelpText(
+    'after',
+    '\nFor several questions about the same image use `chat`: it encodes the image once.\n' +
+      examples('cxr-llava ask chest.png "Is there a pleural effusion?"', 'cxr-llava ask chest.png "Where is the endotracheal tube tip?" --temperature 0 --json'),
+  );
+  cmd.action(async (image: string, question: string, flags: BatchFlags) => {
+    if (question.trim() === '') usage(cmd, 'the question is empty');
+    await batch(cmd, 'ask', [image], flags, question);
+  });
+}
+
+{
+  const cmd = program.command('chat').description('Talk about one image: type a question, get an answer, ask a follow-up.').argument('<image>', 'an image file');
+  addModelOptions(cmd);
+  addSamplingOptions(cmd);
+  addImageOptions(cmd);
+  addChatterOptions(cmd);
+  cmd.addHelpText(
+    'after',
+    '\nThe image is encoded once and each follow-up reuses the conversation so far (only the\n' +
+      'new turn is computed). Ctrl-C stops the answer being written, not the program; Ctrl-D\n' +
+      'exits. With stdin from a pipe, each line is one question.\n' +
+      examples('cxr-llava chat chest.png', 'printf "Is the heart enlarged?\\nAny effusion?\\n" | cxr-llava chat chest.png'),
+  );
+  cmd.action(async (image: string, flags: ModelFlags & SamplingFlags & ChatterFlags & ImageFlags) => {
+    const model = await openModel(flags, true, true);
+    const display = { ...(flags.window ? { window: flags.window } : {}), ...(flags.voi !== undefined ? { voi: flags.voi } : {}) };
+    process.exitCode = await runChat({ model, image, display, sampling: sampling(flags), quiet: flags.quiet === true, verbose: flags.verbose === true });
+  });
+}
+
+{
+  const cmd = program.command('bench').description('Measure image encoding, prefill and decode speed of the model on this machine.');
+  addModelOptions(cmd);
+  cmd
+    .option('--runs <n>', 'runs to take the median of', intArg(1, 1000), 3)
+    .option('--tokens <n>', 'tokens to decode per run (end-of-text is ignored)', intArg(1, 100000), 64)
+    .option('--json', 'print the result as JSON');
+  addChatterOptions(cmd);
+  cmd.addHelpText(
+    'after',
+    '\nEach run encodes a synthetic image, prefills the report prompt around it and decodes\n' +
+      '--tokens tokens. Compare --threads values to find the best setting for your CPU.\n' +
+      examples('cxr-llava bench', 'cxr-llava bench --threads 8 --runs 5 --json'),
+  );
+  cmd.action(async (flags: ModelFlags & ChatterFlags & { runs: number; tokens: number; json?: boolean }) => {
+    const model = await openModel(flags, false, false);
+    const r = await runBench({ model, runs: flags.runs, tokens: flags.tokens }, (i) => {
+      if (!flags.quiet && process.stderr.isTTY) process.stderr.write(`\rrun ${i + 1}/${flags.runs}\x1b[K`);
+    });
+    if (!flags.quiet && process.stderr.isTTY) process.stderr.write('\r\x1b[K');
+    process.stdout.write(flags.json ? JSON.stringify(r, null, 2) + '\n' : formatBench(r) + '\n');
+  });
+}
+
+{
+  const cmd = program
+    .command('pull')
+    .description('Download the official checkpoint from the Hugging Face Hub and convert it to GGUF in the cache.')
+    .option('--type <type>', 'text model storage: q8_0, q4_k_m, q4_0, f16 or f32', 'q8_0')
+    .option('--vision-type <type>', 'vision model storage: f16, q8_0 or f32')
+    .option('--repo <owner/name>', 'Hugging Face repository', 'ECOFRI/CXR-LLAVA-v2')
+    .option('--revision <rev>', 'branch, tag or commit', 'main')
+    .option('--token <token>', 'Hugging Face access token (default: $HF_TOKEN)')
+    .option('--keep', 'keep the downloaded checkpoint after converting')
+    .option('--force', 'convert again even if this commit and type are cached');
+  addChatterOptions(cmd);
+  cmd.addHelpText(
+    'after',
+    '\nThe cache is $CXR_LLAVA_HOME, else $XDG_CACHE_HOME/cxr-llava, else ~/.cache/cxr-llava.\n' +
+      'Downloads resume after an interruption and are checked against the hub\'s digests.\n' +
+      'The weights are CC-BY-NC-4.0 and derive from LLaMA 2: non-commercial use only.\n' +
+      examples('cxr-llava pull', 'cxr-llava pull --type q4_k_m', 'CXR_LLAVA_HOME=/models cxr-llava pull --keep'),
+  );
+  cmd.action(async (flags: ChatterFlags & { type?: string; visionType?: string; repo?: string; revision?: string; token?: string; keep?: boolean; force?: boolean }) => {
+    const m = await pullWithProgress(flags, flags.quiet === true);
+    process.stdout.write(`${m.textPath}\n${m.mmprojPath}\n`);
+  });
+}
+
+{
+  const cmd = program
+    .command('convert')
+    .description('Convert a downloaded CXR-LLaVA checkpoint (safetensors) to a text GGUF and an mmproj GGUF.')
+    .argument('<checkpoint-dir>', 'folder with config.json, tokenizer.model and *.safetensors')
+    .option('-o, --out <dir>', 'where to write the two GGUF files', '.')
+    .option('--type <type>', 'text model storage: q8_0, q4_k_m, q4_0, f16 or f32', 'q8_0')
+    .option('--vision-type <type>', 'vision model storage: f16, q8_0 or f32');
+  addChatterOptions(cmd);
+  cmd.addHelpText(
+    'after',
+    '\nUse this when you already have the checkpoint (e.g. from `huggingface-cli download`);\n' +
+      '`pull` downloads and converts in one step. Pass the output folder to --model.\n' +
+      examples('cxr-llava convert ./CXR-LLAVA-v2 --out ./gguf --type q4_k_m', 'cxr-llava report chest.png --model ./gguf'),
+  );
+  cmd.action(async (dir: string, flags: ChatterFlags & { out: string; type?: string; visionType?: string }) => {
+    const phases = new PhasedProgress(flags.quiet === true);
+    try {
+      const r = await convertCommand(dir, { outDir: flags.out, ...(flags.type ? { type: flags.type } : {}), ...(flags.visionType ? { visionType: flags.visionType } : {}) }, (p) => phases.update(p));
+      phases.stop();
+      process.stdout.write(`${r.textPath}  ${humanBytes(r.textBytes)}\n${r.mmprojPath}  ${humanBytes(r.mmprojBytes)}\n`);
+      if (flags.verbose) process.stderr.write(`converted in ${r.seconds.toFixed(1)} s\n`);
+    } finally {
+      phases.stop();
+    }
+  });
+}
 
 program
   .command('info')
@@ -45,7 +299,7 @@ program
   .argument('<file>', 'a .gguf file')
   .option('--json', 'print the whole header as JSON')
   .option('--full', 'include long arrays (the vocabulary) in full')
-  .addHelpText('after', '\nExamples:\n  $ cxr-llava info cxr-llava-v2.q8_0.gguf\n  $ cxr-llava info model.gguf --json | jq .metadata')
+  .addHelpText('after', examples('cxr-llava info cxr-llava-v2.q8_0.gguf', 'cxr-llava info model.gguf --json | jq .metadata'))
   .action((file: string, opts: { json?: boolean; full?: boolean }) => {
     const info = readGgufInfo(file, { full: opts.full === true });
     if (opts.json) {
@@ -73,6 +327,16 @@ program
     process.stdout.write(out.join('\n') + '\n');
   });
 
+// `cxr-llava report ... | head` closes the pipe early: stop quietly, that is not an error.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+  throw err;
+});
+
+function verbose(): boolean {
+  return program.opts<{ verbose?: boolean }>().verbose === true || process.argv.includes('--verbose') || process.argv.includes('-v');
+}
+
 async function main(): Promise<void> {
   try {
     await program.parseAsync(process.argv);
@@ -82,9 +346,10 @@ async function main(): Promise<void> {
       process.exitCode = err.exitCode === 0 ? 0 : 2;
       return;
     }
-    const verbose = program.opts<{ verbose?: boolean }>().verbose === true;
-    process.stderr.write(`error: ${verbose ? ((err as Error).stack ?? String(err)) : (err as Error).message}\n`);
+    process.stderr.write(`error: ${verbose() ? ((err as Error).stack ?? String(err)) : (err as Error).message}\n`);
     process.exitCode = 1;
+  } finally {
+    for (const m of openModels) await m.close().catch(() => {});
   }
 }
 

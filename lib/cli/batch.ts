@@ -1,0 +1,231 @@
+/**
+ * The batch runner behind `report`, `ddx` and `ask`: one loaded model, many
+ * images, results in input order.
+ *
+ * Reading a file, decoding it and the Lanczos resize run off the model's
+ * thread, so they are done one image ahead: while image N is encoded and
+ * generated, image N+1 is already being read and preprocessed. The model's own
+ * work (vision tower, prefill, decode) stays serial in the model's queue.
+ */
+import { performance } from 'node:perf_hooks';
+import path from 'node:path';
+import { decodeImage, preprocessImage } from '../image.js';
+import type { Model } from '../model.js';
+import { clock, ms, perSecond } from './format.js';
+import type { InputFile } from './inputs.js';
+import type { ImageFlags } from './options.js';
+import { alreadyDone, header, planOutputs, recordJson, writeAtomic, type Format, type ResultRecord, type Task } from './output.js';
+import { ProgressBar } from './progress.js';
+
+/** The outcome of preparing one item: its value, or why it failed. */
+export type Settled<P> = { ok: true; value: P } | { ok: false; error: unknown };
+
+/**
+ * Calls `consume` for each item in order, with `prepare(item)` already started
+ * for the next item while `consume` works on the current one (a prefetch depth
+ * of one: enough to hide I/O and decoding behind generation, and at most two
+ * decoded images in memory).
+ */
+export async function runPrefetched<T, P>(
+  items: readonly T[],
+  prepare: (item: T) => Promise<P>,
+  consume: (item: T, prepared: Settled<P>, index: number) => Promise<void>,
+): Promise<void> {
+  const start = (item: T): Promise<Settled<P>> =>
+    prepare(item).then(
+      (value) => ({ ok: true as const, value }),
+      (error: unknown) => ({ ok: false as const, error }),
+    );
+  let next = items.length > 0 ? start(items[0]!) : undefined;
+  for (let i = 0; i < items.length; i++) {
+    const current = next!;
+    next = i + 1 < items.length ? start(items[i + 1]!) : undefined;
+    await consume(items[i]!, await current, i);
+  }
+}
+
+/** An image ready for the vision tower. */
+export interface PreparedImage {
+  pixels: Float32Array;
+  preprocessMs: number;
+  warnings: string[];
+  sopInstanceUid?: string;
+}
+
+/** Decodes and preprocesses one file for `model`, keeping what the reader reported about it. */
+export async function prepareImage(model: Model, file: string, display: ImageFlags = {}): Promise<PreparedImage> {
+  const vision = model.info.vision;
+  if (!vision) throw new Error(`${model.info.path}: no vision projector (mmproj) is loaded; pass --mmproj`);
+  const t0 = performance.now();
+  const img = await decodeImage(file, {
+    ...(display.window ? { window: display.window } : {}),
+    ...(display.voi !== undefined ? { voi: display.voi } : {}),
+  });
+  const pixels = await preprocessImage(
+    { data: img.data, width: img.width, height: img.height, channels: img.channels },
+    { name: img.source, size: vision.imageSize, mean: vision.mean, std: vision.std },
+  );
+  // DICOM input may carry its instance UID; other readers leave it out.
+  const uid = (img as { sopInstanceUid?: unknown }).sopInstanceUid;
+  return {
+    pixels,
+    preprocessMs: performance.now() - t0,
+    warnings: Array.isArray(img.warnings) ? img.warnings : [],
+    ...(typeof uid === 'string' && uid ? { sopInstanceUid: uid } : {}),
+  };
+}
+
+export interface SamplingParams {
+  temperature: number;
+  topP: number;
+  maxTokens: number;
+  seed?: bigint;
+}
+
+export interface BatchOptions {
+  model: Model;
+  task: Task;
+  /** The question, for `ask`. */
+  question?: string;
+  inputs: readonly InputFile[];
+  sampling: SamplingParams;
+  /** Display window / VOI choice for DICOM and 16-bit inputs. */
+  display?: ImageFlags;
+  format: Format;
+  /** Write one file per input here instead of to stdout. */
+  outDir?: string;
+  /** Skip inputs whose output file exists (needs outDir). */
+  resume?: boolean;
+  quiet?: boolean;
+  verbose?: boolean;
+  stdout?: NodeJS.WriteStream;
+  stderr?: NodeJS.WriteStream;
+}
+
+export interface BatchSummary {
+  ok: number;
+  failed: number;
+  skipped: number;
+}
+
+/** "x.png: why", without naming the file twice when the error already does. */
+function errorLine(file: string, err: unknown): string {
+  const msg = err instanceof Error ? err.message : String(err);
+  return msg.startsWith(file + ':') ? msg : `${file}: ${msg}`;
+}
+
+export async function runBatch(o: BatchOptions): Promise<BatchSummary> {
+  const stdout = o.stdout ?? process.stdout;
+  const stderr = o.stderr ?? process.stderr;
+  const model = o.model;
+  const plan = o.outDir ? planOutputs(o.outDir, o.inputs, o.format) : undefined;
+  const todo = plan && o.resume ? o.inputs.filter((f) => !alreadyDone(plan.get(f)!)) : [...o.inputs];
+  const summary: BatchSummary = { ok: 0, failed: 0, skipped: o.inputs.length - todo.length };
+  const bar = new ProgressBar({ stream: stderr, output: stdout, quiet: o.quiet === true });
+  const stream = o.format === 'text' && !plan && stdout.isTTY === true;
+  const headers = o.format === 'text' && !plan && o.inputs.length > 1;
+  const modelName = path.basename(model.info.path);
+  const params = { temperature: o.sampling.temperature, topP: o.sampling.topP, maxTokens: o.sampling.maxTokens };
+  const collected: ResultRecord[] = [];
+  const t0 = Date.now();
+  /** Text blocks written to stdout so far; blocks after the first are set off by a blank line. */
+  let blocks = 0;
+  if (summary.skipped > 0 && o.verbose) bar.log(`${summary.skipped} of ${o.inputs.length} already done in ${o.outDir}; skipping them`);
+
+  const emit = async (input: InputFile, r: ResultRecord): Promise<void> => {
+    if (plan) {
+      const out = plan.get(input)!;
+      if (r.error === null) await writeAtomic(out, o.format === 'text' ? (r.text ?? '').trimEnd() + '\n' : recordJson(r, true));
+    } else if (o.format === 'jsonl') bar.output(recordJson(r, false));
+    else if (o.format === 'json') collected.push(r);
+    else if (!stream && r.error === null) {
+      bar.output((headers ? (blocks > 0 ? '\n' : '') + header(input.path) : '') + (r.text ?? '').trimEnd() + '\n');
+      blocks++;
+    }
+  };
+
+  await runPrefetched(
+    todo,
+    (input) => (input.error !== undefined ? Promise.reject(new Error(input.error)) : prepareImage(model, input.path, o.display)),
+    async (input, prepared, index) => {
+      const update = (stage: string, note?: string): void =>
+        bar.update({ done: index, total: todo.length, stage, item: input.path, note: note ?? '' });
+      update('read');
+      const base: ResultRecord = {
+        file: input.path,
+        task: o.task,
+        ...(o.question !== undefined ? { question: o.question } : {}),
+        text: null,
+        model: modelName,
+        params: { ...params, seed: o.sampling.seed === undefined ? null : o.sampling.seed.toString() },
+        timings: null,
+        error: null,
+      };
+      if (headers && stream) bar.output((blocks++ > 0 ? '\n' : '') + header(input.path));
+      let record: ResultRecord;
+      let midText = false;
+      try {
+        if (!prepared.ok) throw prepared.error;
+        const img = prepared.value;
+        if (img.warnings.length > 0) base.warnings = img.warnings;
+        if (img.sopInstanceUid) base.sopInstanceUid = img.sopInstanceUid;
+        update('encode');
+        const encoded = await model.encodeImage(img.pixels);
+        update('prefill');
+        let tokens = 0;
+        let decodeStart = 0;
+        const onToken = (text: string): void => {
+          if (tokens++ === 0) decodeStart = performance.now();
+          const rate = perSecond(tokens - 1, performance.now() - decodeStart);
+          update('generate', rate > 0 ? `${rate.toFixed(1)} tok/s` : undefined);
+          if (stream) {
+            bar.output(text);
+            midText = !text.endsWith('\n');
+          }
+        };
+        const gen = { temperature: o.sampling.temperature, topP: o.sampling.topP, maxTokens: o.sampling.maxTokens, onToken, ...(o.sampling.seed !== undefined ? { seed: o.sampling.seed } : {}) };
+        const r =
+          o.task === 'report' ? await model.report(encoded, gen) : o.task === 'ddx' ? await model.differential(encoded, gen) : await model.ask(encoded, o.question!, gen);
+        if (stream) bar.output(midText ? '\n' : '');
+        midText = false;
+        record = {
+          ...base,
+          text: r.text,
+          params: { ...params, seed: r.seed.toString() },
+          finishReason: r.finishReason,
+          timings: { preprocessMs: round(img.preprocessMs), encodeMs: round(encoded.encodeMs), ...r.timings },
+        };
+        summary.ok++;
+        if (o.verbose) bar.log(timingLine(input.path, record.timings!));
+      } catch (err) {
+        if (midText) bar.output('\n');
+        const line = errorLine(input.path, err);
+        bar.log(`error: ${o.verbose && err instanceof Error && err.stack ? line + '\n' + err.stack : line}`);
+        record = { ...base, error: line };
+        summary.failed++;
+      }
+      await emit(input, record);
+      bar.update({ done: index + 1, total: todo.length, stage: 'done' });
+    },
+  );
+  bar.stop();
+  if (o.format === 'json') stdout.write(JSON.stringify(collected, null, 2) + '\n');
+  if (!o.quiet && (o.inputs.length > 1 || summary.skipped > 0)) {
+    const parts = [`${summary.ok} done`, `${summary.failed} failed`];
+    if (summary.skipped > 0) parts.push(`${summary.skipped} skipped (output exists)`);
+    stderr.write(`${parts.join(', ')} in ${clock((Date.now() - t0) / 1000)}\n`);
+  }
+  return summary;
+}
+
+function round(v: number): number {
+  return Math.round(v * 10) / 10;
+}
+
+function timingLine(file: string, t: NonNullable<ResultRecord['timings']>): string {
+  return (
+    `${file}: preprocess ${ms(t.preprocessMs ?? 0)}, encode ${ms(t.encodeMs ?? 0)}, ` +
+    `prefill ${t.prefillTokens} tok in ${ms(t.prefillMs)} (${perSecond(t.prefillTokens, t.prefillMs).toFixed(1)} tok/s), ` +
+    `decode ${t.decodeTokens} tok in ${ms(t.decodeMs)} (${perSecond(t.decodeTokens, t.decodeMs).toFixed(1)} tok/s)`
+  );
+}

@@ -1,0 +1,95 @@
+/**
+ * Where results go: text on stdout, one JSON object per line (`--jsonl`), one
+ * JSON array (`--json`), or one file per input in a folder (`--output`),
+ * written atomically so an interrupted run never leaves half a report that
+ * `--resume` would then mistake for a finished one.
+ */
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, rename, unlink, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { InputFile } from './inputs.js';
+
+export type Task = 'report' | 'ddx' | 'ask';
+export type Format = 'text' | 'jsonl' | 'json';
+
+/** One result, as a JSONL line, an element of the --json array, or an --output .json file. */
+export interface ResultRecord {
+  file: string;
+  task: Task;
+  /** The question, for `ask`. */
+  question?: string;
+  /** The answer; null when the input failed. */
+  text: string | null;
+  /** The text model's file name. */
+  model: string;
+  /** Sampling settings; `seed` is a decimal string because 64-bit seeds do not fit a JSON number. */
+  params: { temperature: number; topP: number; maxTokens: number; seed: string | null };
+  /** `stop` (end of text) or `length` (hit --max-tokens or the context). */
+  finishReason?: 'stop' | 'length';
+  timings: {
+    preprocessMs?: number;
+    encodeMs?: number;
+    prefillTokens: number;
+    prefillMs: number;
+    decodeTokens: number;
+    decodeMs: number;
+  } | null;
+  /** Things worth knowing about the image that did not stop it (from the image/DICOM reader). */
+  warnings?: string[];
+  /** The DICOM SOP Instance UID, when the image layer reports one. */
+  sopInstanceUid?: string;
+  /** One-line reason this input failed; null on success. */
+  error: string | null;
+}
+
+/** Writes `data` to `file` via a temp file in the same folder and a rename. */
+export async function writeAtomic(file: string, data: string): Promise<void> {
+  await mkdir(path.dirname(file), { recursive: true });
+  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}-${randomBytes(4).toString('hex')}.tmp`);
+  try {
+    await writeFile(tmp, data);
+    await rename(tmp, file);
+  } catch (err) {
+    await unlink(tmp).catch(() => {});
+    throw err;
+  }
+}
+
+/** The output file of one input: its relative name with the extension swapped. */
+export function outputPath(dir: string, input: InputFile, format: Format): string {
+  const ext = path.extname(input.rel);
+  const stem = ext ? input.rel.slice(0, -ext.length) : input.rel;
+  return path.join(dir, stem + (format === 'text' ? '.txt' : '.json'));
+}
+
+/**
+ * Output paths of all inputs; throws a message naming both inputs when two
+ * would write the same file (e.g. a.png and a.jpg), before any work is done.
+ */
+export function planOutputs(dir: string, inputs: readonly InputFile[], format: Format): Map<InputFile, string> {
+  const plan = new Map<InputFile, string>();
+  const owner = new Map<string, InputFile>();
+  for (const f of inputs) {
+    const out = outputPath(dir, f, format);
+    const prev = owner.get(out);
+    if (prev) throw new Error(`${prev.path} and ${f.path} would both be written to ${out}; rename one, or run them separately`);
+    owner.set(out, f);
+    plan.set(f, out);
+  }
+  return plan;
+}
+
+/** Whether --resume may skip this input. */
+export function alreadyDone(outFile: string): boolean {
+  return existsSync(outFile);
+}
+
+/** Text-mode header for one input; used when there is more than one input. */
+export function header(file: string): string {
+  return `==> ${file} <==\n`;
+}
+
+export function recordJson(r: ResultRecord, pretty: boolean): string {
+  return pretty ? JSON.stringify(r, null, 2) + '\n' : JSON.stringify(r) + '\n';
+}
