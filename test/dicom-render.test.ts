@@ -28,7 +28,7 @@ async function golden(file: string): Promise<{ data: Buffer; width: number; heig
   return { data, width: info.width, height: info.height };
 }
 
-// 12-bit JPEG is refused (docs/dicom.md): checked in dicom-errors.test.ts.
+// 12-bit JPEG has its own decoder and its own test (dicom-jpeg12.test.ts), golden included.
 const rendered = manifest.fixtures.filter((f) => f.name !== 'jpeg-extended12');
 
 t.test('the manifest covers every transfer syntax we claim', async (t) => {

@@ -2,7 +2,8 @@
  * Gets the first frame's samples out of the pixel data element. No codec is
  * written here: compressed frames go to the npm decoders chosen in docs/dicom.md
  * (cornerstone's WASM builds of libjpeg-turbo, CharLS and OpenJPEG, cornerstone's
- * JPEG lossless decoder, daikon's RLE decoder). Each loader is created once.
+ * JPEG lossless decoder, daikon's RLE decoder, and dcmjs-codecs' WASM build of IJG
+ * libjpeg 6b for 12-bit JPEG). Each loader is created once.
  */
 
 import { createRequire } from 'node:module';
@@ -69,6 +70,59 @@ async function runWasm(pkg: string, cls: string, frame: Uint8Array): Promise<{ i
   } finally {
     dec.delete?.();
   }
+}
+
+// ---- 12-bit JPEG: dcmjs-codecs (WASM IJG libjpeg 6b, built for 12-bit as dcmtk does) ---
+
+/** JPEG Extended (Process 2 & 4): the one JPEG syntax that allows 12-bit samples. */
+const JPEG_EXTENDED = '1.2.840.10008.1.2.4.51';
+
+type DcmjsCodecs = typeof import('dcmjs-codecs');
+let dcmjsCodecs: Promise<DcmjsCodecs> | undefined;
+function jpeg12(): Promise<DcmjsCodecs> {
+  if (!dcmjsCodecs) {
+    const c = require('dcmjs-codecs') as DcmjsCodecs;
+    // The package turns its logger fully on at load, and anything the WASM writes
+    // to stdout/stderr goes to console.error through it. Decode failures arrive as
+    // thrown errors, so keep it off. This is the package's own logger instance,
+    // not loglevel's global one.
+    c.log.disableAll();
+    // In Node the .wasm is read from the package folder, never fetched.
+    dcmjsCodecs = c.NativeCodecs.initializeAsync().then(() => c);
+  }
+  return dcmjsCodecs;
+}
+
+async function decodeJpeg12(h: DicomHeader, name: string, frame: Uint8Array): Promise<FrameSamples> {
+  const { NativeCodecs, Context } = await jpeg12();
+  const input = new Context({
+    width: h.columns,
+    height: h.rows,
+    // The decoder sizes its output by this, and a 12-bit sample takes 2 bytes
+    // whatever the header allocates (8 here would overrun its buffer).
+    bitsAllocated: 16,
+    bitsStored: h.bitsStored,
+    samplesPerPixel: h.samplesPerPixel,
+    pixelRepresentation: h.pixelRepresentation,
+    planarConfiguration: 0, // JPEG decoders always return interleaved samples
+    photometricInterpretation: h.photometric,
+    encodedBuffer: frame,
+  });
+  // The same colour rule the package's own JPEG transcoder uses: YBR comes back as RGB.
+  const out = NativeCodecs.decodeJpeg(input, { convertColorspaceToRgb: h.photometric !== 'RGB' });
+  // The returned Context only echoes the size and components we passed in, but the
+  // buffer is as large as the JPEG's own frame header says: its length is the check.
+  const channels = h.samplesPerPixel;
+  const bytes = out.getDecodedBuffer() ?? new Uint8Array(0);
+  const n = h.rows * h.columns * channels;
+  if (bytes.length !== n * 2) {
+    throw dicomError(name, `decoded ${bytes.length} bytes, but ${h.columns}x${h.rows}x${channels} 16-bit samples need ${n * 2}`);
+  }
+  // Little-endian 16-bit samples, read without assuming the buffer's alignment.
+  const samples = new Uint16Array(n);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, n * 2);
+  for (let i = 0; i < n; i++) samples[i] = view.getUint16(i * 2, true);
+  return { samples, channels, shift: 0 };
 }
 
 // ---- frame extraction --------------------------------------------------------------
@@ -150,10 +204,13 @@ export async function decodeFirstFrame(h: DicomHeader, name: string): Promise<Fr
     switch (codec) {
       case 'jpeg': {
         if (h.bitsStored > 8) {
-          // libjpeg-turbo's WASM build decodes 8-bit precision only, and the one
-          // pure-JS 12-bit decoder on npm (daikon's) is offset by up to 16 levels
-          // against libjpeg: refusing beats rendering a wrong image.
-          throw dicomError(name, `unsupported transfer syntax ${what} with ${h.bitsStored}-bit samples (only 8-bit JPEG is decoded)`);
+          // cornerstone's libjpeg-turbo build is 8-bit only, so 12-bit JPEG Extended
+          // (process 4) goes to dcmjs-codecs. Baseline (process 1) is 8-bit by
+          // definition: such a file contradicts itself, and we say so.
+          if (h.transferSyntax.uid !== JPEG_EXTENDED) {
+            throw dicomError(name, `${what} is 8-bit only, but Bits Stored is ${h.bitsStored}`);
+          }
+          return await decodeJpeg12(h, name, frame);
         }
         const { info, samples } = await runWasm('@cornerstonejs/codec-libjpeg-turbo-8bit/decodewasmjs', 'JPEGDecoder', frame);
         checkSize(h, name, info.width, info.height, info.componentCount);
