@@ -1,28 +1,110 @@
 // matmul.cpp - y = x · Wᵀ on the CPU for every weight type.
 //
-// Activations are converted once to the type the weight's dot product wants
-// (Q8_0 for Q4_0/Q8_0, Q8_K for the K-quants, plain floats otherwise); then
-// output rows are shared out among threads, and each weight row meets a tile
-// of activation rows while it is hot in L1.
+// Three routes, chosen per call:
+//   Q4_0 / Q8_0 weights, SIMD kernels present: activations are quantized to
+//     Q8_0 once and rearranged for the integer panel kernels (gemm.h); threads
+//     take panels of weight rows, and each panel meets every token.
+//   F32 / F16 / BF16 weights, a batch of tokens: the float panel kernels, on
+//     chunks of rows converted to f32 a K block at a time.
+//   Everything else (K-quants, single tokens with float weights, forced
+//     scalar kernels): the traits table's vec_dot, row by row.
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <new>
 
 #include "cpu_ops.h"
+#include "gemm.h"
+#include "quant_blocks.h"
 #include "quants.h"
 
 namespace cxr {
+namespace detail {
 namespace {
 
-// Rows of the output handed to a thread at a time. Small enough to balance
-// 4096-row decode matmuls over many threads, large enough to amortise the
-// atomic fetch.
-constexpr int64_t kRowGrain = 16;
-// Tokens processed together per weight row during prefill.
-constexpr int64_t kTokenTile = 8;
+// Off, automatic, or one named kernel set: CXR_GEMM=off|avx2|avx512.
+const GemmKernels* g_override = nullptr;
+bool g_overridden = false;
+
+const GemmKernels* detect() {
+#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
+  __builtin_cpu_init();
+  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+  const bool avx512 = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+                      __builtin_cpu_supports("avx512vnni");
+  const char* env = std::getenv("CXR_GEMM");
+  if (env && !std::strcmp(env, "off")) return nullptr;
+  if (env && !std::strcmp(env, "avx2")) return avx2 ? gemm_kernels_avx2() : nullptr;
+  if (avx512) return gemm_kernels_avx512();
+  if (avx2) return gemm_kernels_avx2();
+#endif
+  return nullptr;
+}
 
 }  // namespace
 
-void cpu_matmul(ThreadPool& pool, const Weight& W, const float* x, int64_t n, float* y, const float* bias,
-                std::vector<uint8_t>& scratch) {
+const GemmKernels* gemm_kernels() {
+  // The scalar switch (CXR_FORCE_SCALAR, force_scalar_kernels) covers these too.
+  if (!std::strcmp(simd_level(), "scalar")) return nullptr;
+  if (g_overridden) return g_override;
+  static const GemmKernels* best = detect();
+  return best;
+}
+
+void override_gemm_kernels(const GemmKernels* k, bool on) {
+  g_override = k;
+  g_overridden = on;
+}
+
+}  // namespace detail
+
+namespace {
+
+using detail::GemmKernels;
+using detail::QActs;
+
+// Rows of the output handed to a thread at a time on the vec_dot route. Small
+// enough to balance 4096-row decode matmuls over many threads, large enough to
+// amortise the atomic fetch.
+constexpr int64_t kRowGrain = 16;
+// Tokens processed together per weight row on the vec_dot route.
+constexpr int64_t kTokenTile = 8;
+// Float weights go through the panel kernels from this many tokens on; below
+// it, converting a panel costs more than the vec_dot route's direct reads.
+constexpr int64_t kFloatGemmMinTokens = 4;
+// Up to this many tokens, integer matmuls stream rows (GEMV); from one more,
+// packing a panel pays for itself.
+constexpr int64_t kGemvMaxTokens = 3;
+// Rows per fetch on the GEMV route.
+constexpr int64_t kGemvRowGrain = 32;
+
+// A per-thread, 64-byte aligned buffer for packed panels, grown on demand and
+// kept for the thread's life (pool threads live as long as the backend).
+uint8_t* thread_buffer(size_t bytes) {
+  struct Buf {
+    void* p = nullptr;
+    size_t size = 0;
+    ~Buf() { std::free(p); }
+  };
+  thread_local Buf buf;
+  if (buf.size < bytes) {
+    std::free(buf.p);
+    buf.size = (bytes + 63) / 64 * 64;
+    buf.p = std::aligned_alloc(64, buf.size);
+    if (!buf.p) {
+      buf.size = 0;
+      throw std::bad_alloc();
+    }
+  }
+  return static_cast<uint8_t*>(buf.p);
+}
+
+size_t align64(size_t n) { return (n + 63) / 64 * 64; }
+
+void vec_dot_matmul(ThreadPool& pool, const Weight& W, const float* x, int64_t n, float* y, const float* bias,
+                    std::vector<uint8_t>& scratch) {
   const TypeTraits& wt = type_traits(W.type);
   const int64_t rows = W.rows, cols = W.cols;
   const size_t wrow = dtype_row_bytes(W.type, cols);
@@ -56,6 +138,115 @@ void cpu_matmul(ThreadPool& pool, const Weight& W, const float* x, int64_t n, fl
       }
     }
   });
+}
+
+void int_matmul(ThreadPool& pool, const GemmKernels& gk, const Weight& W, const float* x, int64_t n, float* y,
+                const float* bias, std::vector<uint8_t>& scratch) {
+  const int64_t rows = W.rows, cols = W.cols, nb = cols / QK8_0;
+  const size_t wrow = dtype_row_bytes(W.type, cols);
+  const int offset = gk.int_offset(W.type);
+  const bool gemv = n <= kGemvMaxTokens;
+  const bool pair_order = W.type == DType::Q4_0;
+
+  // Scratch: quants, scales and corrections (gemm.h's QActs), block-major for
+  // the panels, token-major for decode so each token is a QActs of its own
+  // (for one token the two layouts coincide).
+  const size_t q_bytes = align64(static_cast<size_t>(nb * n) * 32);
+  const size_t d_bytes = align64(static_cast<size_t>(nb * n) * sizeof(float));
+  const size_t need = q_bytes + 2 * d_bytes;
+  if (scratch.size() < need) scratch.resize(need);
+  int8_t* xq = reinterpret_cast<int8_t*>(scratch.data());
+  float* xd = reinterpret_cast<float*>(scratch.data() + q_bytes);
+  int32_t* xc = reinterpret_cast<int32_t*>(scratch.data() + q_bytes + d_bytes);
+  auto at = [&](int64_t b, int64_t t) { return gemv ? t * nb + b : b * n + t; };
+
+  // The activation quantizer is the traits table's, so the quants are
+  // bit-identical to the vec_dot route's (and to llama.cpp's Q8_0).
+  const TypeTraits& qt = type_traits(DType::Q8_0);
+  const size_t xrow = dtype_row_bytes(DType::Q8_0, cols);
+  pool.parallel_for(n, 1, [&](int64_t t0, int64_t t1, int) {
+    auto* row = reinterpret_cast<block_q8_0*>(thread_buffer(xrow));
+    for (int64_t t = t0; t < t1; ++t) {
+      qt.from_float(x + t * cols, row, cols);
+      for (int64_t b = 0; b < nb; ++b) {
+        const block_q8_0& blk = row[b];
+        const int64_t i = at(b, t);
+        if (gemv && pair_order && (b % 2 == 1 || b + 1 < nb)) {
+          // gemm.h's pair order: this block's halves interleave with its partner's.
+          int8_t* pair = xq + (i - b % 2) * 32 + (b % 2) * 16;
+          std::memcpy(pair, blk.qs, 16);
+          std::memcpy(pair + 32, blk.qs + 16, 16);
+        } else {
+          std::memcpy(xq + i * 32, blk.qs, 32);
+        }
+        int32_t sum = 0;
+        for (int k = 0; k < 32; ++k) sum += blk.qs[k];
+        xd[i] = fp16_to_fp32(blk.d);
+        xc[i] = -offset * sum;
+      }
+    }
+  });
+
+  const uint8_t* wbase = static_cast<const uint8_t*>(W.data);
+  if (gemv) {
+    // Contiguous runs of rows per fetch keep each thread's reads sequential.
+    pool.parallel_for(rows, kGemvRowGrain, [&](int64_t r0, int64_t r1, int) {
+      for (int64_t t = 0; t < n; ++t) {
+        const QActs one{xq + t * nb * 32, xd + t * nb, xc + t * nb, 1, nb};
+        gk.int_gemv(W.type, wbase + r0 * wrow, wrow, r1 - r0, one, y + t * rows + r0, bias ? bias + r0 : nullptr);
+      }
+    });
+    return;
+  }
+
+  const QActs acts{xq, xd, xc, n, nb};
+  const int P = gk.panel_rows;
+  const int64_t panels = (rows + P - 1) / P;
+  const size_t buf_bytes = gk.int_panel_bytes(cols);
+  pool.parallel_for(panels, 1, [&](int64_t p0, int64_t p1, int) {
+    uint8_t* buf = thread_buffer(buf_bytes);
+    for (int64_t p = p0; p < p1; ++p) {
+      const int64_t r0 = p * P;
+      const int nr = static_cast<int>(std::min<int64_t>(P, rows - r0));
+      gk.int_panel(W.type, wbase + r0 * wrow, wrow, nr, acts, y + r0, rows, bias ? bias + r0 : nullptr, buf);
+    }
+  });
+}
+
+void float_matmul(ThreadPool& pool, const GemmKernels& gk, const Weight& W, const float* x, int64_t n, float* y,
+                  const float* bias) {
+  const int64_t rows = W.rows, cols = W.cols;
+  const size_t wrow = dtype_row_bytes(W.type, cols);
+  const int C = gk.float_chunk_rows;
+  const int64_t chunks = (rows + C - 1) / C;
+  const uint8_t* wbase = static_cast<const uint8_t*>(W.data);
+  pool.parallel_for(chunks, 1, [&](int64_t c0, int64_t c1, int) {
+    float* buf = reinterpret_cast<float*>(thread_buffer(gk.float_chunk_bytes()));
+    for (int64_t c = c0; c < c1; ++c) {
+      const int64_t r0 = c * C;
+      const int nr = static_cast<int>(std::min<int64_t>(C, rows - r0));
+      gk.float_chunk(W.type, wbase + r0 * wrow, wrow, nr, cols, x, cols, n, y + r0, rows,
+                     bias ? bias + r0 : nullptr, buf);
+    }
+  });
+}
+
+}  // namespace
+
+void cpu_matmul(ThreadPool& pool, const Weight& W, const float* x, int64_t n, float* y, const float* bias,
+                std::vector<uint8_t>& scratch) {
+  if (n <= 0 || W.rows <= 0) return;
+  const GemmKernels* gk = detail::gemm_kernels();
+  if (gk) {
+    const size_t wrow = dtype_row_bytes(W.type, W.cols);
+    // The kernels address a panel's rows with 32-bit offsets.
+    const bool offsets_fit = wrow * gk->panel_rows < static_cast<size_t>(std::numeric_limits<int32_t>::max());
+    if ((W.type == DType::Q4_0 || W.type == DType::Q8_0) && offsets_fit)
+      return int_matmul(pool, *gk, W, x, n, y, bias, scratch);
+    if ((W.type == DType::F32 || W.type == DType::F16 || W.type == DType::BF16) && n >= kFloatGemmMinTokens)
+      return float_matmul(pool, *gk, W, x, n, y, bias);
+  }
+  vec_dot_matmul(pool, W, x, n, y, bias, scratch);
 }
 
 }  // namespace cxr

@@ -1,0 +1,94 @@
+// gemm.h - the seam between matmul.cpp and the blocked matmul kernels.
+//
+// matmul.cpp decides how a matmul is cut up (threads, panels of weight rows)
+// and prepares the activations once; a kernel set for one instruction set
+// (gemm_avx2.cpp, gemm_avx512.cpp) packs a panel of weight rows into a
+// SIMD-friendly layout in a small per-thread buffer and runs every token
+// against it while it is hot in cache. Nothing is repacked at load time:
+// weights stay views into the mmapped file.
+//
+// Two families:
+//   Integer: Q4_0 / Q8_0 weights against Q8_0 activations. A panel holds, per
+//   32-element block, the weights of `panel_rows` rows interleaved four bytes
+//   at a time (lane i of a vector = row i), so one byte-dot instruction
+//   advances every row of the panel at once and the per-block scale is applied
+//   once per block and token, not per product.
+//   Float: F32 / F16 / BF16 weights against f32 activations: the classic
+//   outer-product kernel on a cache-blocked panel of weights converted to f32.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "dtype.h"
+
+namespace cxr {
+namespace detail {
+
+// Q8_0 activations rearranged block-major for the integer kernels, once per
+// matmul: block b of token t has its 32 quants at q + (b * n + t) * 32, so the
+// tokens of a tile sit side by side, and its scale (as a float) and
+// -offset * (sum of its quants) at d[b * n + t] and corr[b * n + t]. The
+// kernels take weights as unsigned bytes q + offset (offset 8 for Q4_0's raw
+// nibbles, 128 for Q8_0 with the sign bit flipped, 0 where a kernel keeps
+// Q8_0 signed); corr restores the signed dot.
+struct QActs {
+  const int8_t* q;       // [nb, n, 32] quants
+  const float* d;        // [nb, n] block scales
+  const int32_t* corr;   // [nb, n] -offset * sum of the block's quants
+  int64_t n;             // tokens
+  int64_t nb;            // blocks per row
+};
+
+struct GemmKernels {
+  const char* name;
+  int panel_rows;  // weight rows per integer panel
+
+  // Weight offset the integer kernel for `t` (Q4_0 or Q8_0) expects; see QActs.
+  int (*int_offset)(DType t);
+  // Bytes of the per-thread buffer that int_panel needs for `cols` columns.
+  size_t (*int_panel_bytes)(int64_t cols);
+  // Packs weight rows [0, nr) (nr <= panel_rows; w points at the first row,
+  // rows are wrow bytes apart) into buf and computes y[t * ldy + r] for every
+  // token t < x.n and row r < nr, adding bias[r] if bias is given.
+  void (*int_panel)(DType t, const uint8_t* w, size_t wrow, int nr, const QActs& x, float* y, int64_t ldy,
+                    const float* bias, uint8_t* buf);
+
+  // Decode: y[r] = row r · x (+ bias[r]) for rows r < nrows of one token, x a
+  // single-token QActs (n == 1). Streams each row once, in order. For Q4_0
+  // weights x.q is in pair order: the 64 bytes of blocks 2j and 2j+1 hold
+  // elements 0..15 of 2j, 0..15 of 2j+1, 16..31 of 2j, 16..31 of 2j+1, which
+  // matches the nibbles of two weight blocks loaded side by side (a last,
+  // unpaired block stays in element order).
+  void (*int_gemv)(DType t, const uint8_t* w, size_t wrow, int64_t nrows, const QActs& x, float* y,
+                   const float* bias);
+
+  // Float family: rows per packed column chunk and columns per K block.
+  int float_chunk_rows;
+  int float_k_block;
+  // Bytes of the per-thread buffer float_chunk needs.
+  size_t (*float_chunk_bytes)();
+  // y[t * ldy + r] = sum_k x[t * ldx + k] * W[r, k] (+ bias[r]) for rows r < nr
+  // (nr <= float_chunk_rows; w points at the first row, wrow bytes apart) and
+  // every token t < n. W is F32, F16 or BF16.
+  void (*float_chunk)(DType t, const uint8_t* w, size_t wrow, int nr, int64_t cols, const float* x, int64_t ldx,
+                      int64_t n, float* y, int64_t ldy, const float* bias, float* buf);
+};
+
+// The best kernel set for the running CPU, or nullptr when there is none (no
+// AVX2) or the scalar kernels are forced.
+const GemmKernels* gemm_kernels();
+
+// For tests: with on = true, gemm_kernels() returns k (nullptr: none) instead
+// of its own choice, unless the scalar kernels are forced; on = false undoes
+// it. Not thread-safe, like force_scalar_kernels().
+void override_gemm_kernels(const GemmKernels* k, bool on);
+
+#if defined(__x86_64__) || defined(_M_X64)
+// Defined in gemm_avx2.cpp and gemm_avx512.cpp; valid only on CPUs that have
+// the instruction sets named there.
+const GemmKernels* gemm_kernels_avx2();
+const GemmKernels* gemm_kernels_avx512();
+#endif
+
+}  // namespace detail
+}  // namespace cxr

@@ -1,0 +1,410 @@
+// gemm_avx512.cpp - blocked matmul kernels for CPUs with AVX-512 VNNI
+// (Ice Lake, Sapphire Rapids, Zen 4 and later). See gemm.h for the design.
+//
+// Like quants_avx2.cpp, the instruction sets are switched on for this file's
+// functions only, by the pragma below; matmul.cpp calls in only after the CPU
+// reported them. Standard headers come before the pragma.
+//
+// Integer panels are 16 rows wide, one row per 32-bit lane: VPDPBUSD then
+// multiplies four unsigned weight bytes of every row by the same four
+// (broadcast) activation bytes and adds them into the row's lane, so a 32-
+// element block costs 8 instructions for 16 rows, and the block scale one
+// convert and one FMA per token.
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+#include "gemm.h"
+
+#if defined(__x86_64__) || defined(_M_X64)
+
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni"))), \
+                             apply_to = function)
+#elif defined(__GNUC__)
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni")
+// GCC 12's AVX-512 headers build "undefined" vectors as `__m512 __Y = __Y;`,
+// which -Wmaybe-uninitialized reports at every inlined use.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
+#include <immintrin.h>
+
+namespace cxr {
+namespace detail {
+namespace {
+
+constexpr int kRows = 16;                    // rows per integer panel (lanes)
+constexpr size_t kBlockBytes = 8 * 64 + 64;  // one packed block: 8 vectors of quants, 16 float scales
+constexpr int kTile = 8;                     // tokens per register tile (packed path)
+
+inline int32_t load_i32(const void* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+
+int int_offset(DType t) { return t == DType::Q4_0 ? 8 : 128; }
+
+size_t int_panel_bytes(int64_t cols) { return static_cast<size_t>(cols / 32) * kBlockBytes; }
+
+// Byte offsets of the panel's rows; rows past nr repeat the last one, so every
+// gather reads mapped memory (their results are never stored).
+inline __m512i row_offsets(size_t wrow, int nr) {
+  alignas(64) int32_t off[kRows];
+  for (int i = 0; i < kRows; ++i) off[i] = static_cast<int32_t>((i < nr ? i : nr - 1) * wrow);
+  return _mm512_load_si512(off);
+}
+
+// Block b of the 16 rows, as the 8 vectors of unsigned quants VPDPBUSD wants
+// (vector k holds elements 4k..4k+3 of every row) and the 16 block scales.
+template <DType T>
+inline void gather_block(const uint8_t* w, __m512i idx, int64_t b, __m512i* q, __m512* dw) {
+  if (T == DType::Q4_0) {
+    // Byte j of a Q4_0 block holds element j (low nibble) and j + 16 (high).
+    const uint8_t* blk = w + b * 18;
+    const __m512i low4 = _mm512_set1_epi8(15);
+    for (int g = 0; g < 4; ++g) {
+      const __m512i v = _mm512_i32gather_epi32(idx, blk + 2 + 4 * g, 1);
+      q[g] = _mm512_and_si512(v, low4);
+      q[g + 4] = _mm512_and_si512(_mm512_srli_epi32(v, 4), low4);
+    }
+    *dw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_i32gather_epi32(idx, blk, 1)));
+  } else {
+    const uint8_t* blk = w + b * 34;
+    const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
+    for (int k = 0; k < 8; ++k) q[k] = _mm512_xor_si512(_mm512_i32gather_epi32(idx, blk + 2 + 4 * k, 1), flip);
+    *dw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_i32gather_epi32(idx, blk, 1)));
+  }
+}
+
+inline void store_rows(float* y, __mmask16 m, __m512 v, const float* bias) {
+  if (bias) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, bias));
+  _mm512_mask_storeu_ps(y, m, v);
+}
+
+// Tokens [t0, t0 + NT) against one block, accumulated into acc.
+template <int NT>
+inline void dot_block(const __m512i* q, __m512 dw, const QActs& x, int64_t b, int64_t t0, __m512* acc) {
+  const int8_t* xq = x.q + (b * x.n + t0) * 32;
+  const float* xd = x.d + b * x.n + t0;
+  const int32_t* xc = x.corr + b * x.n + t0;
+  __m512i s[NT];
+#pragma GCC unroll 8
+  for (int t = 0; t < NT; ++t) s[t] = _mm512_set1_epi32(xc[t]);
+#pragma GCC unroll 8
+  for (int k = 0; k < 8; ++k) {
+#pragma GCC unroll 8
+    for (int t = 0; t < NT; ++t)
+      s[t] = _mm512_dpbusd_epi32(s[t], q[k], _mm512_set1_epi32(load_i32(xq + 32 * t + 4 * k)));
+  }
+#pragma GCC unroll 8
+  for (int t = 0; t < NT; ++t)
+    acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[t]), _mm512_mul_ps(dw, _mm512_set1_ps(xd[t])), acc[t]);
+}
+
+template <DType T>
+void pack(const uint8_t* w, size_t wrow, int nr, int64_t nb, uint8_t* buf) {
+  const __m512i idx = row_offsets(wrow, nr);
+  for (int64_t b = 0; b < nb; ++b) {
+    __m512i q[8];
+    __m512 dw;
+    gather_block<T>(w, idx, b, q, &dw);
+    uint8_t* dst = buf + b * kBlockBytes;
+    for (int k = 0; k < 8; ++k) _mm512_store_si512(dst + 64 * k, q[k]);
+    _mm512_store_ps(dst + 512, dw);
+  }
+}
+
+template <int NT>
+void packed_tile(const uint8_t* buf, const QActs& x, int64_t t0, __mmask16 m, float* y, int64_t ldy,
+                 const float* bias) {
+  __m512 acc[NT];
+  #pragma GCC unroll 8
+  for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < x.nb; ++b) {
+    const uint8_t* p = buf + b * kBlockBytes;
+    __m512i q[8];
+    for (int k = 0; k < 8; ++k) q[k] = _mm512_load_si512(p + 64 * k);
+    dot_block<NT>(q, _mm512_load_ps(p + 512), x, b, t0, acc);
+  }
+  #pragma GCC unroll 8
+  for (int t = 0; t < NT; ++t) store_rows(y + (t0 + t) * ldy, m, acc[t], bias);
+}
+
+template <DType T>
+void int_panel_t(const uint8_t* w, size_t wrow, int nr, const QActs& x, float* y, int64_t ldy, const float* bias,
+                 uint8_t* buf) {
+  pack<T>(w, wrow, nr, x.nb, buf);
+  const __mmask16 m = static_cast<__mmask16>((1u << nr) - 1);
+  int64_t t0 = 0;
+  for (; t0 + kTile <= x.n; t0 += kTile) packed_tile<kTile>(buf, x, t0, m, y, ldy, bias);
+  switch (x.n - t0) {
+    case 1: packed_tile<1>(buf, x, t0, m, y, ldy, bias); break;
+    case 2: packed_tile<2>(buf, x, t0, m, y, ldy, bias); break;
+    case 3: packed_tile<3>(buf, x, t0, m, y, ldy, bias); break;
+    case 4: packed_tile<4>(buf, x, t0, m, y, ldy, bias); break;
+    case 5: packed_tile<5>(buf, x, t0, m, y, ldy, bias); break;
+    case 6: packed_tile<6>(buf, x, t0, m, y, ldy, bias); break;
+    case 7: packed_tile<7>(buf, x, t0, m, y, ldy, bias); break;
+    default: break;
+  }
+}
+
+void int_panel(DType t, const uint8_t* w, size_t wrow, int nr, const QActs& x, float* y, int64_t ldy,
+               const float* bias, uint8_t* buf) {
+  if (t == DType::Q4_0)
+    int_panel_t<DType::Q4_0>(w, wrow, nr, x, y, ldy, bias, buf);
+  else
+    int_panel_t<DType::Q8_0>(w, wrow, nr, x, y, ldy, bias, buf);
+}
+
+// --- decode: one token ---------------------------------------------------------
+//
+// Rows are read once, front to back, so memory bandwidth is the limit; the
+// kernel only has to stay ahead of it. One 32-element block per 256-bit
+// VPDPBUSD in element order (Q4_0's low nibbles are elements 0..15, its high
+// nibbles 16..31, so unpacking needs no shuffle). Sixteen block scales at a
+// time are gathered, converted and multiplied by the activation scales with
+// 512-bit ops; the offset correction sum_b scale_b * corr_b is one more FMA
+// per sixteen blocks instead of one per block.
+
+// Software prefetch distance on the decode route. The hardware prefetchers
+// alone left Q4_0 at ~28 GB/s here; 1 KiB ahead reached ~30 (512: 28, 2048:
+// noisy), Q8_0 is at the bandwidth limit either way. Prefetches past the
+// last row are harmless hints.
+constexpr int kPrefetchBytes = 1024;
+
+template <DType T>
+inline __m256i gemv_quants(const uint8_t* blk) {
+  if (T == DType::Q4_0) {
+    const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 2));
+    const __m256i both = _mm256_inserti128_si256(_mm256_castsi128_si256(q), _mm_srli_epi16(q, 4), 1);
+    return _mm256_and_si256(both, _mm256_set1_epi8(15));
+  }
+  return _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 2)),
+                          _mm256_set1_epi8(static_cast<char>(0x80)));
+}
+
+template <DType T>
+inline __m256 gemv_block(const uint8_t* blk, const int8_t* xq, const float* p, __m256 acc) {
+  const __m256i s = _mm256_dpbusd_epi32(_mm256_setzero_si256(), gemv_quants<T>(blk),
+                                        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq)));
+  return _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(*p), acc);
+}
+
+inline float hsum256(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// Q4_0 blocks b and b + 1 against pair-ordered activations (gemm.h): the two
+// blocks' quants side by side, low nibbles then high nibbles, two VPDPBUSD.
+// p holds block b's scale in lanes 0..3 and block b + 1's in lanes 4..7.
+inline __m256 gemv_pair_q4(const uint8_t* blk, const int8_t* xq, __m256 p, __m256 acc) {
+  const __m256i v = _mm256_inserti128_si256(
+      _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 2))),
+      _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 18 + 2)), 1);
+  const __m256i low4 = _mm256_set1_epi8(15);
+  __m256i s = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_and_si256(v, low4),
+                                  _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq)));
+  s = _mm256_dpbusd_epi32(s, _mm256_and_si256(_mm256_srli_epi16(v, 4), low4),
+                          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + 32)));
+  return _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), p, acc);
+}
+
+template <DType T>
+float gemv_row(const uint8_t* w, const QActs& x) {
+  constexpr int kBB = T == DType::Q4_0 ? 18 : 34;  // block bytes
+  const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                         _mm512_set1_epi32(kBB));
+  // Lanes of four consecutive blocks' scales, each repeated four times.
+  const __m512i quad = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+  __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+  __m512 corr = _mm512_setzero_ps();
+  alignas(64) float p[16];
+  int64_t b = 0;
+  for (; b + 16 <= x.nb; b += 16) {
+    const uint8_t* g = w + b * kBB;
+    for (int l = 0; l < 16 * kBB; l += 64)
+      _mm_prefetch(reinterpret_cast<const char*>(g + kPrefetchBytes + l), _MM_HINT_T0);
+    const __m512 dw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_i32gather_epi32(idx, g, 1)));
+    const __m512 pv = _mm512_mul_ps(dw, _mm512_loadu_ps(x.d + b));
+    corr = _mm512_fmadd_ps(pv, _mm512_cvtepi32_ps(_mm512_loadu_si512(x.corr + b)), corr);
+    const int8_t* xq = x.q + b * 32;
+    if (T == DType::Q4_0) {
+      for (int j = 0; j < 16; j += 8) {
+        const __m512 p01 = _mm512_permutexvar_ps(_mm512_add_epi32(quad, _mm512_set1_epi32(j)), pv);
+        const __m512 p23 = _mm512_permutexvar_ps(_mm512_add_epi32(quad, _mm512_set1_epi32(j + 4)), pv);
+        a0 = gemv_pair_q4(g + j * kBB, xq + j * 32, _mm512_castps512_ps256(p01), a0);
+        a1 = gemv_pair_q4(g + (j + 2) * kBB, xq + (j + 2) * 32, _mm512_extractf32x8_ps(p01, 1), a1);
+        a2 = gemv_pair_q4(g + (j + 4) * kBB, xq + (j + 4) * 32, _mm512_castps512_ps256(p23), a2);
+        a3 = gemv_pair_q4(g + (j + 6) * kBB, xq + (j + 6) * 32, _mm512_extractf32x8_ps(p23, 1), a3);
+      }
+    } else {
+      _mm512_store_ps(p, pv);
+      for (int j = 0; j < 16; j += 4) {
+        a0 = gemv_block<T>(g + j * kBB, xq + j * 32, p + j, a0);
+        a1 = gemv_block<T>(g + (j + 1) * kBB, xq + (j + 1) * 32, p + j + 1, a1);
+        a2 = gemv_block<T>(g + (j + 2) * kBB, xq + (j + 2) * 32, p + j + 2, a2);
+        a3 = gemv_block<T>(g + (j + 3) * kBB, xq + (j + 3) * 32, p + j + 3, a3);
+      }
+    }
+  }
+  float tail = 0;
+  for (; b < x.nb; ++b) {
+    uint16_t h;
+    std::memcpy(&h, w + b * kBB, 2);
+    const float pb = _cvtsh_ss(h) * x.d[b];
+    tail += pb * static_cast<float>(x.corr[b]);
+    if (T == DType::Q4_0 && b + 1 < x.nb) {
+      std::memcpy(&h, w + (b + 1) * kBB, 2);
+      const float pb1 = _cvtsh_ss(h) * x.d[b + 1];
+      tail += pb1 * static_cast<float>(x.corr[b + 1]);
+      a0 = gemv_pair_q4(w + b * kBB, x.q + b * 32, _mm256_set_m128(_mm_set1_ps(pb1), _mm_set1_ps(pb)), a0);
+      ++b;
+      continue;
+    }
+    a0 = gemv_block<T>(w + b * kBB, x.q + b * 32, &pb, a0);
+  }
+  return hsum256(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3))) + _mm512_reduce_add_ps(corr) + tail;
+}
+
+void int_gemv(DType t, const uint8_t* w, size_t wrow, int64_t nrows, const QActs& x, float* y, const float* bias) {
+  for (int64_t r = 0; r < nrows; ++r) {
+    const float v = t == DType::Q4_0 ? gemv_row<DType::Q4_0>(w + r * wrow, x) : gemv_row<DType::Q8_0>(w + r * wrow, x);
+    y[r] = v + (bias ? bias[r] : 0.0f);
+  }
+}
+
+// --- float weights -------------------------------------------------------------
+//
+// A chunk of up to 64 rows is converted to f32 one K block (256 columns) at a
+// time into buf as two 32-row sub-panels laid out [k][32], 64 KiB in all, so
+// it stays in L2 while every token streams past it. The register tile is 8
+// tokens x 32 rows: per column, two vector loads of weights, 8 broadcasts and
+// 16 FMAs.
+
+constexpr int kChunkRows = 64;
+constexpr int kKBlock = 256;
+constexpr int kSub = 32;  // rows per sub-panel (two vectors)
+constexpr int kFTile = 8;
+
+size_t float_chunk_bytes() { return sizeof(float) * kChunkRows * kKBlock; }
+
+inline __mmask16 lane_mask(int n) { return n >= 16 ? 0xFFFF : n <= 0 ? 0 : static_cast<__mmask16>((1u << n) - 1); }
+
+// Converts kc columns of row r (from column k0) into sub-panel slots.
+void pack_float(DType t, const uint8_t* w, size_t wrow, int nr, int64_t k0, int kc, float* buf) {
+  alignas(64) float tmp[kKBlock];
+  for (int r = 0; r < (nr + kSub - 1) / kSub * kSub; ++r) {
+    float* dst = buf + (r / kSub) * kc * kSub + r % kSub;
+    if (r >= nr) {
+      for (int k = 0; k < kc; ++k) dst[k * kSub] = 0.0f;
+      continue;
+    }
+    const uint8_t* row = w + r * wrow;
+    int k = 0;
+    if (t == DType::F32) {
+      const float* src = reinterpret_cast<const float*>(row) + k0;
+      for (; k < kc; ++k) tmp[k] = src[k];
+    } else if (t == DType::F16) {
+      const uint16_t* src = reinterpret_cast<const uint16_t*>(row) + k0;
+      for (; k + 16 <= kc; k += 16)
+        _mm512_store_ps(tmp + k, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + k))));
+      for (; k < kc; ++k) tmp[k] = _cvtsh_ss(src[k]);
+    } else {  // BF16: the top half of an fp32
+      const uint16_t* src = reinterpret_cast<const uint16_t*>(row) + k0;
+      for (; k < kc; ++k) {
+        const uint32_t u = static_cast<uint32_t>(src[k]) << 16;
+        std::memcpy(&tmp[k], &u, 4);
+      }
+    }
+    for (k = 0; k < kc; ++k) dst[k * kSub] = tmp[k];
+  }
+}
+
+template <int NT>
+void float_tile(const float* p, int kc, const float* x, int64_t ldx, float* y, int64_t ldy, __mmask16 m0,
+                __mmask16 m1, bool first, const float* bias) {
+  __m512 a0[NT], a1[NT];
+  #pragma GCC unroll 8
+  for (int t = 0; t < NT; ++t) {
+    if (first) {
+      a0[t] = bias ? _mm512_maskz_loadu_ps(m0, bias) : _mm512_setzero_ps();
+      a1[t] = bias ? _mm512_maskz_loadu_ps(m1, bias + 16) : _mm512_setzero_ps();
+    } else {
+      a0[t] = _mm512_maskz_loadu_ps(m0, y + t * ldy);
+      a1[t] = _mm512_maskz_loadu_ps(m1, y + t * ldy + 16);
+    }
+  }
+  for (int k = 0; k < kc; ++k) {
+    const __m512 w0 = _mm512_load_ps(p + k * kSub), w1 = _mm512_load_ps(p + k * kSub + 16);
+#pragma GCC unroll 8
+    for (int t = 0; t < NT; ++t) {
+      const __m512 xb = _mm512_set1_ps(x[t * ldx + k]);
+      a0[t] = _mm512_fmadd_ps(w0, xb, a0[t]);
+      a1[t] = _mm512_fmadd_ps(w1, xb, a1[t]);
+    }
+  }
+  #pragma GCC unroll 8
+  for (int t = 0; t < NT; ++t) {
+    _mm512_mask_storeu_ps(y + t * ldy, m0, a0[t]);
+    _mm512_mask_storeu_ps(y + t * ldy + 16, m1, a1[t]);
+  }
+}
+
+void float_chunk(DType t, const uint8_t* w, size_t wrow, int nr, int64_t cols, const float* x, int64_t ldx,
+                 int64_t n, float* y, int64_t ldy, const float* bias, float* buf) {
+  const int nsub = (nr + kSub - 1) / kSub;
+  for (int64_t k0 = 0; k0 < cols; k0 += kKBlock) {
+    const int kc = static_cast<int>(cols - k0 < kKBlock ? cols - k0 : kKBlock);
+    pack_float(t, w, wrow, nr, k0, kc, buf);
+    const bool first = k0 == 0;
+    for (int64_t t0 = 0; t0 < n; t0 += kFTile) {
+      const int64_t nt = n - t0 < kFTile ? n - t0 : kFTile;
+      for (int s = 0; s < nsub; ++s) {
+        const float* p = buf + s * kc * kSub;
+        const float* xs = x + t0 * ldx + k0;
+        float* ys = y + t0 * ldy + s * kSub;
+        const int left = nr - s * kSub;
+        const __mmask16 m0 = lane_mask(left), m1 = lane_mask(left - 16);
+        const float* bs = bias ? bias + s * kSub : nullptr;
+        switch (nt) {
+          case 8: float_tile<8>(p, kc, xs, ldx, ys, ldy, m0, m1, first, bs); break;
+          case 7: float_tile<7>(p, kc, xs, ldx, ys, ldy, m0, m1, first, bs); break;
+          case 6: float_tile<6>(p, kc, xs, ldx, ys, ldy, m0, m1, first, bs); break;
+          case 5: float_tile<5>(p, kc, xs, ldx, ys, ldy, m0, m1, first, bs); break;
+          case 4: float_tile<4>(p, kc, xs, ldx, ys, ldy, m0, m1, first, bs); break;
+          case 3: float_tile<3>(p, kc, xs, ldx, ys, ldy, m0, m1, first, bs); break;
+          case 2: float_tile<2>(p, kc, xs, ldx, ys, ldy, m0, m1, first, bs); break;
+          default: float_tile<1>(p, kc, xs, ldx, ys, ldy, m0, m1, first, bs); break;
+        }
+      }
+    }
+  }
+}
+
+const GemmKernels kKernels = {
+    "avx512vnni", kRows, int_offset, int_panel_bytes, int_panel, int_gemv, kChunkRows, kKBlock, float_chunk_bytes, float_chunk,
+};
+
+}  // namespace
+
+const GemmKernels* gemm_kernels_avx512() { return &kKernels; }
+
+}  // namespace detail
+}  // namespace cxr
+
+#if defined(__clang__)
+#pragma clang attribute pop
+#elif defined(__GNUC__)
+#pragma GCC diagnostic pop
+#pragma GCC pop_options
+#endif
+
+#endif  // x86-64
