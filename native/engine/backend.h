@@ -84,6 +84,21 @@ class Backend {
   virtual void gelu(float* x, int64_t count) = 0;
   // x[i] += y[i]
   virtual void add(float* x, const float* y, int64_t count) = 0;
+  // Fused residual step: x += y, then out = rmsnorm(x) as above (x keeps the sum).
+  // out may be y (rows are summed before they are normalised). One pass over x
+  // instead of two and one parallel step less; optional, the default runs add then rmsnorm.
+  virtual void add_rmsnorm(float* x, const float* y, const float* w, int64_t n, int64_t dim, float eps,
+                           float* out) {
+    add(x, y, n * dim);
+    rmsnorm(x, w, n, dim, eps, out);
+  }
+  // Fused residual step: x += y, then out = layernorm(x) as above (x keeps the sum).
+  // out may be y. Optional, the default runs add then layernorm.
+  virtual void add_layernorm(float* x, const float* y, const float* w, const float* b, int64_t n, int64_t dim,
+                             float eps, float* out) {
+    add(x, y, n * dim);
+    layernorm(x, w, b, n, dim, eps, out);
+  }
   // Blocks until queued work is done (no-op for the CPU).
   virtual void sync() = 0;
 };

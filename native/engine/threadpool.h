@@ -2,7 +2,9 @@
 //
 // Decode runs a few hundred small parallel loops per token, so waking threads
 // must be cheap: workers spin briefly on a generation counter before sleeping on
-// a condition variable. Work inside a loop is handed out in chunks from an
+// a condition variable. An empty parallel_for (wake-up plus barrier) costs about
+// 0.2 us on 2 threads (measured by native/tools/cxr-roofline.cpp), some 0.1 ms of
+// a 7B decode step's ~150 ms. Work inside a loop is handed out in chunks from an
 // atomic counter, which balances uneven rows without a scheduler.
 #pragma once
 #include <atomic>
