@@ -1,20 +1,38 @@
 /**
- * Prefill and decode speed of our engine, optionally against llama.cpp (node-llama-cpp,
- * installed by bench/anchors/install.sh) on the same random-weight GGUF file and thread
- * count. Runs alternate between the engines so that drift in machine load hits both.
+ * Speed of our engine on random-weight files of CXR-LLaVA's shapes, optionally against
+ * the anchors: llama.cpp (node-llama-cpp) for the 7B text model, PyTorch (Debian's
+ * python3-torch on OpenBLAS) for the ViT-L/16@512 image encoder. Both run the same
+ * files at the same thread count, alternating run by run so that drift in machine load
+ * hits both. Anchors are installed on demand, outside our dependency tree.
  *
- *   npm run bench -- --shape 1b --type q4_0 --threads 2 --prompt 512 --gen 64 --runs 3 --compare
+ *   npm run bench -- --compare                   # everything: the issue's table
+ *   npm run bench -- --parts text --type q4_0 --shape 1b --runs 3
  *
+ * Parts: roofline (this machine's read bandwidth and FMA peak, measured by
+ * native/tools/cxr-roofline.cpp), text (prefill and decode), vision (one encode),
+ * report (end to end: encode + ~1100-token prefill + decode, as for one report) and
+ * memory (peak RSS of a child process against file size + KV cache).
  * Prints a table of medians on stdout, then one JSON line with every raw number.
  * Progress goes to stderr.
  */
-import { mkdirSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { native, type NativeModel, type NativeResult } from '../lib/native.js';
-import { simdLevel } from '../lib/tensors.js';
+import { native, type NativeModel, type NativeResult, type NativeSegment } from '../lib/native.js';
+import { readGgufInfo, simdLevel } from '../lib/tensors.js';
 import { anchorMissingReason, LlamaCppModel, LLAMA_CPP_ANCHOR_VERSION } from './llama-cpp.js';
+import { installAnchor, measureRoofline, peakRss, runTorchVision, torchMissingReason, type Roofline, type TorchResult } from './machine.js';
+import {
+  isCurrentSyntheticVision,
+  syntheticVisionFileName,
+  visionFlops,
+  VIT_L_512,
+  writeSyntheticVision,
+  type VisionBenchType,
+} from './synthetic-vision.js';
 import {
   isCurrentSynthetic,
   SHAPES,
@@ -24,26 +42,38 @@ import {
   type ShapeName,
 } from './synthetic-llama.js';
 
+type Part = 'roofline' | 'text' | 'vision' | 'report' | 'memory';
+const PARTS: Part[] = ['roofline', 'text', 'vision', 'report', 'memory'];
+
 interface Options {
   shape: ShapeName;
-  type: BenchType;
+  types: BenchType[];
   threads: number;
   prompt: number;
   gen: number;
   runs: number;
   compare: boolean;
   dir: string;
+  parts: Set<Part>;
+  /** Prompt tokens around the image and decoded tokens of the end-to-end report. */
+  reportPrompt: number;
+  reportGen: number;
+  /** Internal: measure peak RSS of one generation in this (child) process. */
+  childRss?: string;
 }
 
 const USAGE = `Usage: npm run bench -- [options]
-  --shape tiny|1b|7b   model shape (default 1b)
-  --type q4_0|q8_0     weight type (default q4_0)
-  --threads N          CPU threads for both engines (default 2)
+  --parts LIST         comma-separated: ${PARTS.join(',')} (default all; text when --shape or --type is given)
+  --shape tiny|1b|7b   text model shape (default 7b)
+  --type q4_0|q8_0     text weight type (default both)
+  --threads N          CPU threads for every engine (default 2)
   --prompt N           prefill tokens, BOS included (default 512)
   --gen N              decode tokens (default 64)
   --runs N             measured runs per engine (default 3)
-  --compare            also run llama.cpp (node-llama-cpp ${LLAMA_CPP_ANCHOR_VERSION})
-  --dir PATH           GGUF cache folder (default ${path.join(tmpdir(), 'cxr-llava-bench')})`;
+  --report-prompt N    text tokens around the image in the report run (default 76: ~1100 with the image)
+  --report-gen N       tokens decoded in the report run (default 100)
+  --compare            also run the anchors: llama.cpp (node-llama-cpp ${LLAMA_CPP_ANCHOR_VERSION}) and PyTorch
+  --dir PATH           model cache folder (default ${path.join(tmpdir(), 'cxr-llava-bench')})`;
 
 function positiveInt(name: string, v: string | undefined, def: number): number {
   if (v === undefined) return def;
@@ -56,14 +86,18 @@ function parseOptions(argv: string[]): Options {
   const { values } = parseArgs({
     args: argv,
     options: {
+      parts: { type: 'string' },
       shape: { type: 'string' },
       type: { type: 'string' },
       threads: { type: 'string' },
       prompt: { type: 'string' },
       gen: { type: 'string' },
       runs: { type: 'string' },
+      'report-prompt': { type: 'string' },
+      'report-gen': { type: 'string' },
       compare: { type: 'boolean' },
       dir: { type: 'string' },
+      'child-rss': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -72,19 +106,30 @@ function parseOptions(argv: string[]): Options {
     console.log(USAGE);
     process.exit(0);
   }
-  const shape = values.shape ?? '1b';
+  const shape = values.shape ?? '7b';
   if (!(shape in SHAPES)) throw new Error(`Expected one of ${Object.keys(SHAPES).join(', ')} for --shape but received ${shape}`);
-  const type = values.type ?? 'q4_0';
-  if (type !== 'q4_0' && type !== 'q8_0') throw new Error(`Expected q4_0 or q8_0 for --type but received ${type}`);
+  const type = values.type;
+  if (type !== undefined && type !== 'q4_0' && type !== 'q8_0') throw new Error(`Expected q4_0 or q8_0 for --type but received ${type}`);
+  // The whole suite by default; only the text part when a shape or type is picked (as before parts existed).
+  const parts = new Set<Part>();
+  const defaultParts = values.shape !== undefined || values.type !== undefined ? 'text' : PARTS.join(',');
+  for (const p of (values.parts ?? defaultParts).split(',')) {
+    if (!PARTS.includes(p as Part)) throw new Error(`Expected a list of ${PARTS.join(', ')} for --parts but received ${p}`);
+    parts.add(p as Part);
+  }
   return {
     shape: shape as ShapeName,
-    type,
+    types: type ? [type] : ['q4_0', 'q8_0'],
     threads: positiveInt('threads', values.threads, 2),
     prompt: positiveInt('prompt', values.prompt, 512),
     gen: positiveInt('gen', values.gen, 64),
     runs: positiveInt('runs', values.runs, 3),
     compare: values.compare ?? false,
     dir: values.dir ?? path.join(tmpdir(), 'cxr-llava-bench'),
+    parts,
+    reportPrompt: positiveInt('report-prompt', values['report-prompt'], 76),
+    reportGen: positiveInt('report-gen', values['report-gen'], 100),
+    childRss: values['child-rss'],
   };
 }
 
@@ -112,13 +157,11 @@ function randomPrompt(n: number, vocabSize: number, bos: number): number[] {
   return ids;
 }
 
-// Our engine, driven through the addon directly: the public generate() takes text only
-// and always stops at EOS, while a benchmark needs exact token ids and a fixed length.
-async function oursRun(m: NativeModel, prompt: number[], gen: number): Promise<Sample> {
-  const r = await new Promise<NativeResult>((resolve, reject) => {
+function generateRaw(m: NativeModel, segments: NativeSegment[], gen: number): Promise<NativeResult> {
+  return new Promise<NativeResult>((resolve, reject) => {
     m.generate(
       {
-        segments: [{ tokens: Int32Array.from(prompt) }],
+        segments,
         maxTokens: gen,
         temperature: 0,
         topP: 1,
@@ -136,6 +179,12 @@ async function oursRun(m: NativeModel, prompt: number[], gen: number): Promise<S
       },
     );
   });
+}
+
+// Our engine, driven through the addon directly: a benchmark needs exact token ids, a
+// fixed length and the engine's own prefill/decode split of the time.
+async function oursRun(m: NativeModel, prompt: number[], gen: number): Promise<Sample> {
+  const r = await generateRaw(m, [{ tokens: Int32Array.from(prompt) }], gen);
   if (r.decodeTokens !== gen) throw new Error(`our engine generated ${r.decodeTokens} tokens, expected ${gen} (${r.finishReason})`);
   // decodeMs spans `gen` samplings and `gen - 1` forward passes (the first token comes from prefill).
   return { prefillTokens: r.prefillTokens, prefillMs: r.prefillMs, decodeTokens: r.decodeTokens - 1, decodeMs: r.decodeMs };
@@ -147,123 +196,380 @@ async function llamaRun(m: LlamaCppModel, prompt: number[], gen: number): Promis
   return { prefillTokens: r.prefillTokens, prefillMs: r.prefillMs, decodeTokens: r.decodeTokens, decodeMs: r.decodeMs };
 }
 
+function encodeRaw(m: NativeModel, pixels: Float32Array): Promise<{ data: Float32Array; ms: number }> {
+  return new Promise((resolve, reject) => {
+    m.encodeImage(pixels, (kind, payload) => {
+      if (kind === 'encoded') resolve(payload as { data: Float32Array; ms: number });
+      else reject(payload as Error);
+    });
+  });
+}
+
 function log(msg: string): void {
   process.stderr.write(msg + '\n');
 }
 
-async function ensureModel(o: Options): Promise<string> {
+function progress(label: string): (f: number, tensor: string) => void {
+  let shown = -1;
+  return (f, tensor) => {
+    const pct = Math.floor(f * 100);
+    if (pct !== shown) {
+      shown = pct;
+      process.stderr.write(`\r  ${label} ${String(pct).padStart(3)}%  ${tensor.padEnd(28)}`);
+    }
+  };
+}
+
+async function ensureModel(o: Options, type: BenchType): Promise<string> {
   mkdirSync(o.dir, { recursive: true });
-  const file = path.join(o.dir, syntheticFileName(o.shape, o.type));
+  const file = path.join(o.dir, syntheticFileName(o.shape, type));
   if (isCurrentSynthetic(file)) {
     log(`using cached ${file}`);
     return file;
   }
-  log(`writing ${file} (random weights, ${o.shape} shape, ${o.type})`);
+  log(`writing ${file} (random weights, ${o.shape} shape, ${type})`);
   const t0 = performance.now();
-  let shown = -1;
-  await writeSyntheticLlama(file, o.shape, o.type, (f, tensor) => {
-    const pct = Math.floor(f * 100);
-    if (pct !== shown) {
-      shown = pct;
-      process.stderr.write(`\r  ${String(pct).padStart(3)}%  ${tensor.padEnd(28)}`);
-    }
-  });
+  await writeSyntheticLlama(file, o.shape, type, progress(type));
   process.stderr.write('\n');
   log(`  done in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   return file;
 }
 
+async function ensureVision(o: Options, type: VisionBenchType): Promise<string> {
+  mkdirSync(o.dir, { recursive: true });
+  const file = path.join(o.dir, syntheticVisionFileName(type));
+  if (isCurrentSyntheticVision(file)) {
+    log(`using cached ${file}`);
+    return file;
+  }
+  log(`writing ${file} (random weights, ViT-L/16 at 512 px, ${type})`);
+  await writeSyntheticVision(file, type, progress(type));
+  process.stderr.write('\n');
+  return file;
+}
+
 function table(rows: string[][]): string {
-  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
+  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => (r[c] ?? '').length)));
   return rows.map((r) => r.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join('  ')).join('\n');
 }
 
-async function main(): Promise<void> {
-  const o = parseOptions(process.argv.slice(2));
-  const missing = o.compare ? anchorMissingReason() : null;
-  if (missing) throw new Error(`--compare needs llama.cpp: ${missing}`);
-  const file = await ensureModel(o);
-  // Both engines spin-wait between parallel steps, so other busy processes skew results badly.
-  const loadBefore = loadavg()[0]!;
-  if (loadBefore > 0.5) log(`warning: 1-minute load average is ${loadBefore.toFixed(2)}; other processes will skew the numbers`);
+/** Bytes one decode step streams: every weight but the embedding table (one row of it is read). */
+function weightBytesPerToken(file: string): number {
+  return readGgufInfo(file).tensors.reduce((s, t) => s + (t.name === 'token_embd.weight' ? 0 : t.bytes), 0);
+}
+
+/** F16 KV cache bytes for `positions` positions. */
+function kvBytes(shape: ShapeName, positions: number): number {
+  const hp = SHAPES[shape];
+  return 2 * hp.numLayers * positions * (hp.hiddenSize / hp.numHeads) * hp.numKvHeads * 2;
+}
+
+/** FLOPs of one prefill token at context `ctx`: 2 per weight (embedding excluded) + attention. */
+function textFlopsPerToken(shape: ShapeName, ctx: number): number {
+  const hp = SHAPES[shape];
+  const d = hp.hiddenSize, kv = (d / hp.numHeads) * hp.numKvHeads;
+  const perLayer = 2 * (2 * d * d + 2 * d * kv + 3 * d * hp.intermediateSize) + 4 * ctx * d;
+  return hp.numLayers * perLayer + 2 * d * hp.vocabSize;
+}
+
+interface TextResult {
+  type: BenchType;
+  file: string;
+  ours: Sample[];
+  llamaCpp: Sample[];
+}
+
+async function benchText(o: Options, type: BenchType, compare: boolean): Promise<TextResult> {
+  const file = await ensureModel(o, type);
   const hp = SHAPES[o.shape];
   const contextSize = o.prompt + o.gen + 16;
-
-  log(`loading (threads ${o.threads}, context ${contextSize}, KV cache f16)`);
+  log(`[text ${type}] loading (threads ${o.threads}, context ${contextSize}, KV cache f16)`);
   const ours = await native().loadModel({ model: file, threads: o.threads, contextSize, kvType: 'f16' });
-  const lc = o.compare ? await LlamaCppModel.load(file, { threads: o.threads, contextSize, batchSize: Math.min(o.prompt, 512) }) : null;
+  const lc = compare ? await LlamaCppModel.load(file, { threads: o.threads, contextSize, batchSize: Math.min(o.prompt, 512) }) : null;
   const bos = ours.info().tokenizer.bos;
-
+  const res: TextResult = { type, file, ours: [], llamaCpp: [] };
   try {
-    // Warm-up: touches every weight page of the mmapped file and the code paths once.
-    log('warm-up');
-    // Twice, alternating: the first run after the other engine was busy is measurably slower.
+    // Warm-up, twice and alternating: touches every weight page once, and the first run
+    // after the other engine was busy is measurably slower.
     for (let i = 0; i < 2; i++) {
       const warm = randomPrompt(Math.min(o.prompt, 64), hp.vocabSize, bos);
       await oursRun(ours, warm, 4);
       if (lc) await llamaRun(lc, warm, 4);
     }
-
-    const samples: { ours: Sample[]; llamaCpp: Sample[] } = { ours: [], llamaCpp: [] };
     for (let r = 0; r < o.runs; r++) {
       // A fresh prompt per run, so no engine can reuse a cached prefix beyond BOS.
       const prompt = randomPrompt(o.prompt, hp.vocabSize, bos);
-      // Alternate which engine goes first.
       const order: ('ours' | 'llamaCpp')[] = lc && r % 2 === 1 ? ['llamaCpp', 'ours'] : ['ours', 'llamaCpp'];
       for (const who of order) {
         if (who === 'llamaCpp' && !lc) continue;
         const s = who === 'ours' ? await oursRun(ours, prompt, o.gen) : await llamaRun(lc!, prompt, o.gen);
-        samples[who].push(s);
+        res[who].push(s);
         log(
-          `run ${r + 1}/${o.runs} ${who === 'ours' ? 'ours     ' : 'llama.cpp'}: prefill ${rate(s.prefillTokens, s.prefillMs).toFixed(2)} tok/s ` +
-            `(${s.prefillTokens} in ${(s.prefillMs / 1000).toFixed(2)} s), decode ${rate(s.decodeTokens, s.decodeMs).toFixed(2)} tok/s`,
+          `[text ${type}] run ${r + 1}/${o.runs} ${who === 'ours' ? 'ours     ' : 'llama.cpp'}: prefill ${rate(s.prefillTokens, s.prefillMs).toFixed(2)} tok/s, ` +
+            `decode ${rate(s.decodeTokens, s.decodeMs).toFixed(2)} tok/s`,
         );
       }
     }
-
-    const med = (xs: Sample[], which: 'prefill' | 'decode'): number =>
-      median(xs.map((s) => (which === 'prefill' ? rate(s.prefillTokens, s.prefillMs) : rate(s.decodeTokens, s.decodeMs))));
-    const cpu = cpus()[0]?.model ?? 'unknown CPU';
-    console.log(
-      `\n${o.shape} ${o.type}, ${o.threads} threads, prompt ${o.prompt}, gen ${o.gen}, ${o.runs} runs; ${cpu}; our SIMD ${simdLevel()}`,
-    );
-    // Best-of is shown too: on a busy machine the slow outliers are other processes' doing.
-    const best = (xs: Sample[], which: 'prefill' | 'decode'): number =>
-      Math.max(...xs.map((s) => (which === 'prefill' ? rate(s.prefillTokens, s.prefillMs) : rate(s.decodeTokens, s.decodeMs))));
-    const rows = [['tokens/s', 'ours', ...(lc ? ['llama.cpp', 'ours/llama.cpp'] : [])]];
-    for (const which of ['prefill', 'decode'] as const) {
-      for (const [stat, f] of [['median', med], ['best', best]] as const) {
-        const a = f(samples.ours, which);
-        const row = [`${which} ${stat}`, a.toFixed(2)];
-        if (lc) {
-          const b = f(samples.llamaCpp, which);
-          row.push(b.toFixed(2), (a / b).toFixed(3));
-        }
-        rows.push(row);
-      }
-    }
-    console.log(table(rows));
-    console.log(
-      JSON.stringify({
-        shape: o.shape,
-        type: o.type,
-        threads: o.threads,
-        prompt: o.prompt,
-        gen: o.gen,
-        runs: o.runs,
-        file,
-        cpu,
-        simd: simdLevel(),
-        loadavg: { before: loadBefore, after: loadavg()[0] },
-        anchor: lc ? `node-llama-cpp@${LLAMA_CPP_ANCHOR_VERSION}` : null,
-        samples,
-      }),
-    );
   } finally {
     ours.close();
     if (lc) await lc.close();
-    await LlamaCppModel.shutdown();
   }
+  return res;
+}
+
+interface VisionResult {
+  ours: Record<VisionBenchType, number[]>;
+  torch: number[];
+  torchInfo?: TorchResult;
+}
+
+// Deterministic pixels in the normalised range, written where the anchor can read them.
+function benchPixels(dir: string): { pixels: Float32Array; file: string } {
+  const n = VIT_L_512.imageSize ** 2;
+  const pixels = new Float32Array(n);
+  let x = 12345;
+  for (let i = 0; i < n; i++) {
+    x = (Math.imul(x, 1103515245) + 12345) >>> 0;
+    pixels[i] = (x / 2 ** 32) * 4 - 2;
+  }
+  const file = path.join(dir, 'pixels.f32');
+  writeFileSync(file, new Uint8Array(pixels.buffer));
+  return { pixels, file };
+}
+
+async function benchVision(o: Options, textFile: string, compare: boolean): Promise<VisionResult> {
+  const types: VisionBenchType[] = ['f16', 'q8_0'];
+  const files = { f16: await ensureVision(o, 'f16'), q8_0: await ensureVision(o, 'q8_0') };
+  const { pixels, file: pixelFile } = benchPixels(o.dir);
+  const models = {} as Record<VisionBenchType, NativeModel>;
+  const res: VisionResult = { ours: { f16: [], q8_0: [] }, torch: [] };
+  try {
+    for (const t of types) {
+      models[t] = await native().loadModel({ model: textFile, mmproj: files[t], threads: o.threads, contextSize: 64, kvType: 'f16' });
+      await encodeRaw(models[t], pixels); // warm-up: page in the weights
+    }
+    for (let r = 0; r < o.runs; r++) {
+      for (const t of types) {
+        const e = await encodeRaw(models[t], pixels);
+        res.ours[t].push(e.ms);
+        log(`[vision] run ${r + 1}/${o.runs} ours ${t}: ${(e.ms / 1000).toFixed(2)} s`);
+        if (r === 0 && t === 'f16' && compare) writeFileSync(path.join(o.dir, 'ours-f16.f32'), new Uint8Array(e.data.buffer));
+      }
+      if (compare) {
+        // The anchor runs the F16 file's weights in fp32; the first call also checks its
+        // output against ours and times an SGEMM for the roofline.
+        const first = r === 0;
+        const tr = runTorchVision(files.f16, {
+          threads: o.threads,
+          runs: 1,
+          pixels: pixelFile,
+          ours: first ? path.join(o.dir, 'ours-f16.f32') : undefined,
+          sgemm: first,
+        });
+        if (first) res.torchInfo = tr;
+        res.torch.push(tr.ms[0]!);
+        log(`[vision] run ${r + 1}/${o.runs} PyTorch: ${(tr.ms[0]! / 1000).toFixed(2)} s (${tr.openblas?.corename ?? tr.blas})`);
+      }
+    }
+  } finally {
+    for (const m of Object.values(models)) m.close();
+  }
+  return res;
+}
+
+interface ReportResult {
+  encodeMs: number;
+  prefillTokens: number;
+  prefillMs: number;
+  decodeTokens: number;
+  decodeMs: number;
+}
+
+/** One report as the API produces it: encode, prefill text + image + text, decode. */
+async function benchReport(o: Options, textFile: string, mmproj: string): Promise<ReportResult> {
+  const hp = SHAPES[o.shape];
+  const nImage = (VIT_L_512.imageSize / VIT_L_512.patchSize) ** 2;
+  const contextSize = o.reportPrompt + nImage + o.reportGen + 16;
+  const m = await native().loadModel({ model: textFile, mmproj, threads: o.threads, contextSize, kvType: 'f16' });
+  try {
+    const { pixels } = benchPixels(o.dir);
+    const bos = m.info().tokenizer.bos;
+    await generateRaw(m, [{ tokens: Int32Array.from(randomPrompt(16, hp.vocabSize, bos)) }], 2); // warm-up
+    const before = randomPrompt(Math.ceil(o.reportPrompt / 2), hp.vocabSize, bos);
+    const after = randomPrompt(Math.floor(o.reportPrompt / 2) + 1, hp.vocabSize, bos).slice(1);
+    const e = await encodeRaw(m, pixels);
+    const r = await generateRaw(
+      m,
+      [{ tokens: Int32Array.from(before) }, { embd: e.data, id: 1 }, { tokens: Int32Array.from(after) }],
+      o.reportGen,
+    );
+    const res = { encodeMs: e.ms, prefillTokens: r.prefillTokens, prefillMs: r.prefillMs, decodeTokens: r.decodeTokens, decodeMs: r.decodeMs };
+    log(`[report] encode ${(e.ms / 1000).toFixed(2)} s, prefill ${r.prefillTokens} in ${(r.prefillMs / 1000).toFixed(2)} s, decode ${r.decodeTokens} in ${(r.decodeMs / 1000).toFixed(2)} s`);
+    return res;
+  } finally {
+    m.close();
+  }
+}
+
+interface MemoryResult {
+  file: string;
+  fileBytes: number;
+  kvBytes: number;
+  /** Peak RSS of the child after loading and one generation. */
+  peakBytes: number;
+  /** Peak RSS of the same child before loading anything (Node itself). */
+  baseBytes: number;
+}
+
+/** Child-process side of the memory part: one generation, then this process's peak RSS. */
+async function childRss(o: Options, file: string): Promise<void> {
+  const base = peakRss();
+  const contextSize = o.prompt + o.gen + 16;
+  const m = await native().loadModel({ model: file, threads: o.threads, contextSize, kvType: 'f16' });
+  const hp = SHAPES[o.shape];
+  await oursRun(m, randomPrompt(o.prompt, hp.vocabSize, m.info().tokenizer.bos), o.gen);
+  m.close();
+  process.stdout.write(JSON.stringify({ peakBytes: peakRss(), baseBytes: base, contextSize }) + '\n');
+}
+
+function benchMemory(o: Options, file: string): MemoryResult {
+  const script = fileURLToPath(import.meta.url);
+  const args = [script, '--child-rss', file, '--shape', o.shape, '--threads', String(o.threads), '--prompt', String(o.prompt), '--gen', '8'];
+  const r = spawnSync(process.execPath, args, { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`memory child failed: ${r.stderr}`);
+  const j = JSON.parse(r.stdout.trim().split('\n').pop()!) as { peakBytes: number; baseBytes: number; contextSize: number };
+  const res = { file, fileBytes: statSync(file).size, kvBytes: kvBytes(o.shape, j.contextSize), peakBytes: j.peakBytes, baseBytes: j.baseBytes };
+  log(`[memory] peak RSS ${(res.peakBytes / 2 ** 30).toFixed(2)} GiB (Node alone ${(res.baseBytes / 2 ** 20).toFixed(0)} MiB)`);
+  return res;
+}
+
+const fmt = (x: number, d = 2): string => (Number.isFinite(x) ? x.toFixed(d) : '-');
+const pct = (x: number): string => (Number.isFinite(x) ? `${(100 * x).toFixed(0)}%` : '-');
+
+async function main(): Promise<void> {
+  const o = parseOptions(process.argv.slice(2));
+  if (o.childRss) return childRss(o, o.childRss);
+  const wantText = o.parts.has('text');
+  const wantVision = o.parts.has('vision');
+  if (o.compare && wantText && anchorMissingReason()) installAnchor('install.sh');
+  if (o.compare && wantVision && torchMissingReason()) installAnchor('install-torch.sh');
+  const missing = o.compare ? (wantText ? anchorMissingReason() : null) ?? (wantVision ? torchMissingReason() : null) : null;
+  if (missing) throw new Error(`--compare needs the anchors: ${missing}`);
+  // Every engine spin-waits between parallel steps, so other busy processes skew results badly.
+  const loadBefore = loadavg()[0]!;
+  if (loadBefore > 0.5) log(`warning: 1-minute load average is ${loadBefore.toFixed(2)}; other processes will skew the numbers`);
+
+  let roof: Roofline | undefined;
+  if (o.parts.has('roofline')) {
+    roof = measureRoofline(path.join(o.dir, 'tools'), o.threads);
+    log(`[roofline] read ${roof.read_gb_s.toFixed(1)} GB/s, FMA peak ${roof.peak_gflop_s.toFixed(0)} GFLOP/s, parallel_for ${roof.parallel_for_us.toFixed(2)} us`);
+  }
+  const text: TextResult[] = [];
+  if (wantText) for (const t of o.types) text.push(await benchText(o, t, o.compare));
+  // The vision and report parts need a text model whose width the projector matches (7B: 4096).
+  const needQ4 = wantVision || o.parts.has('report') || o.parts.has('memory');
+  const q4file = needQ4 ? await ensureModel(o, 'q4_0') : '';
+  let vision: VisionResult | undefined;
+  if (wantVision) vision = await benchVision(o, q4file, o.compare);
+  let report: ReportResult | undefined;
+  if (o.parts.has('report')) report = await benchReport(o, q4file, await ensureVision(o, 'q8_0'));
+  let memory: MemoryResult | undefined;
+  if (o.parts.has('memory')) memory = benchMemory(o, q4file);
+  await LlamaCppModel.shutdown();
+
+  // --- the table -------------------------------------------------------------------
+  const cpu = cpus()[0]?.model ?? 'unknown CPU';
+  console.log(`\n${cpu}, ${cpus().length} CPUs, ${o.threads} threads; our SIMD ${simdLevel()}; ${o.runs} runs each, medians`);
+  if (roof) {
+    console.log(
+      `roofline (cxr-roofline): read ${fmt(roof.read_gb_s, 1)} GB/s, FMA peak ${fmt(roof.peak_gflop_s, 0)} GFLOP/s` +
+        (vision?.torchInfo?.sgemm_gflop_s ? `, PyTorch/OpenBLAS SGEMM ${fmt(vision.torchInfo.sgemm_gflop_s, 0)} GFLOP/s` : '') +
+        `; empty parallel_for ${fmt(roof.parallel_for_us, 2)} us`,
+    );
+  }
+  const rows: string[][] = [['', 'ours', 'anchor', 'ratio', 'target', 'ours vs roofline']];
+  for (const t of text) {
+    const bytes = weightBytesPerToken(t.file) + kvBytes(o.shape, o.prompt + o.gen / 2);
+    for (const which of ['prefill', 'decode'] as const) {
+      const r = (s: Sample): number => (which === 'prefill' ? rate(s.prefillTokens, s.prefillMs) : rate(s.decodeTokens, s.decodeMs));
+      const a = median(t.ours.map(r));
+      const b = t.llamaCpp.length ? median(t.llamaCpp.map(r)) : NaN;
+      const frac = !roof
+        ? NaN
+        : which === 'decode'
+          ? (a * bytes) / (roof.read_gb_s * 1e9)
+          : (a * textFlopsPerToken(o.shape, o.prompt / 2)) / (roof.peak_gflop_s * 1e9);
+      rows.push([
+        `${o.shape} ${t.type} ${which} ${which === 'prefill' ? o.prompt : o.gen} tok (tok/s)`,
+        fmt(a),
+        fmt(b),
+        fmt(a / b, 3),
+        which === 'prefill' ? '>= 1.25' : '>= 1.15',
+        `${pct(frac)} of ${which === 'decode' ? 'bandwidth' : 'FP32 peak'}` + (which === 'decode' && Number.isFinite(b) && roof ? ` (llama.cpp ${pct((b * bytes) / (roof.read_gb_s * 1e9))})` : ''),
+      ]);
+    }
+  }
+  if (vision) {
+    const torchMs = vision.torch.length ? median(vision.torch) : NaN;
+    for (const t of ['f16', 'q8_0'] as const) {
+      const ms = median(vision.ours[t]);
+      rows.push([
+        `ViT-L/16@512 ${t} encode (s)`,
+        fmt(ms / 1000),
+        fmt(torchMs / 1000),
+        fmt(ms / torchMs, 3),
+        t === 'f16' ? '<= 0.75' : '<= 0.5',
+        roof ? `${pct(visionFlops() / (ms / 1000) / (roof.peak_gflop_s * 1e9))} of FP32 peak` : '-',
+      ]);
+    }
+  }
+  if (report) {
+    const total = report.encodeMs + report.prefillMs + report.decodeMs;
+    rows.push([
+      `report: encode + ${report.prefillTokens} prefill + ${report.decodeTokens} decode (s)`,
+      fmt(total / 1000, 1),
+      '-',
+      '-',
+      '-',
+      `first token after ${fmt((report.encodeMs + report.prefillMs) / 1000, 1)} s`,
+    ]);
+  }
+  if (memory) {
+    const budget = (memory.fileBytes + memory.kvBytes) * 1.1;
+    rows.push([
+      `peak RSS, ${o.shape} q4_0 (GiB)`,
+      fmt(memory.peakBytes / 2 ** 30),
+      '-',
+      fmt(memory.peakBytes / (memory.fileBytes + memory.kvBytes), 3),
+      '<= 1.10',
+      `file ${fmt(memory.fileBytes / 2 ** 30)} + KV ${fmt(memory.kvBytes / 2 ** 30)} GiB; Node ${fmt(memory.baseBytes / 2 ** 20, 0)} MiB; ${memory.peakBytes <= budget ? 'within' : 'over'} +10%`,
+    ]);
+  }
+  if (rows.length > 1) console.log(table(rows));
+  if (vision?.torchInfo) {
+    const ti = vision.torchInfo;
+    console.log(
+      `anchors: node-llama-cpp@${LLAMA_CPP_ANCHOR_VERSION}; PyTorch ${ti.torch} on ${ti.openblas ? `OpenBLAS ${ti.openblas.corename}` : ti.blas}` +
+        (ti.max_abs_diff !== undefined ? `; our f16 output vs PyTorch: max |diff| ${ti.max_abs_diff.toExponential(2)} (max |value| ${fmt(ti.max_abs_ref ?? NaN)})` : ''),
+    );
+  }
+  console.log(
+    JSON.stringify({
+      shape: o.shape,
+      threads: o.threads,
+      prompt: o.prompt,
+      gen: o.gen,
+      runs: o.runs,
+      cpu,
+      simd: simdLevel(),
+      loadavg: { before: loadBefore, after: loadavg()[0] },
+      roofline: roof,
+      text,
+      vision,
+      report,
+      memory,
+    }),
+  );
 }
 
 main().catch((err: unknown) => {
