@@ -164,8 +164,8 @@ void TextModel::forward_chunk(const int32_t* tokens, const float* embd, int64_t 
   for (int l = 0; l < c.n_layers; ++l) {
     if (abort && abort->load(std::memory_order_relaxed)) throw EngineError(err::kAborted, "generation aborted");
     const LlamaLayer& L = w_.layers[l];
-    // xb = input_layernorm(x)
-    be.rmsnorm(x_, L.attn_norm.data(), n, dim, c.norm_eps, xb_);
+    // xb = input_layernorm(x) (from layer 1 on, the previous layer's fused residual step did it)
+    if (l == 0) be.rmsnorm(x_, L.attn_norm.data(), n, dim, c.norm_eps, xb_);
     // q, k, v = q_proj(xb), k_proj(xb), v_proj(xb)
     be.matmul(L.wq, xb_, n, q_);
     be.matmul(L.wk, xb_, n, k_);
@@ -192,17 +192,20 @@ void TextModel::forward_chunk(const int32_t* tokens, const float* embd, int64_t 
     a.causal = true;
     a.scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
     be.attention(a);
-    // x = x + o_proj(att)
+    // x = x + o_proj(att); xb = post_attention_layernorm(x)
     be.matmul(L.wo, att_, n, xb_);
-    be.add(x_, xb_, n * dim);
-    // xb = post_attention_layernorm(x)
-    be.rmsnorm(x_, L.ffn_norm.data(), n, dim, c.norm_eps, xb_);
+    be.add_rmsnorm(x_, xb_, L.ffn_norm.data(), n, dim, c.norm_eps, xb_);
     // x = x + down_proj(silu(gate_proj(xb)) * up_proj(xb))
     be.matmul(L.w_gate, xb_, n, hb_);
     be.matmul(L.w_up, xb_, n, hb2_);
     be.silu_mul(hb_, hb2_, n * c.ffn_dim);
     be.matmul(L.w_down, hb_, n, xb_);
-    be.add(x_, xb_, n * dim);
+    if (l + 1 < c.n_layers) {
+      // ...and xb = the next layer's input_layernorm(x), in the same pass
+      be.add_rmsnorm(x_, xb_, w_.layers[l + 1].attn_norm.data(), n, dim, c.norm_eps, xb_);
+    } else {
+      be.add(x_, xb_, n * dim);
+    }
   }
 
   if (!logits) return;  // an early prompt chunk: only the cache mattered

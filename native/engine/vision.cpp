@@ -219,8 +219,8 @@ void VisionModel::encode(const float* pixels, float* out, const std::atomic<bool
   for (int l = 0; l < c.n_layers; ++l) {
     if (abort && abort->load(std::memory_order_relaxed)) throw EngineError(err::kAborted, "image encoding aborted");
     const VisionLayer& L = w_.layers[l];
-    // xb = ln_1(x)
-    be.layernorm(s.x, L.ln1_w.data(), L.ln1_b.data(), T, w, c.eps, s.xb);
+    // xb = ln_1(x) (from block 1 on, the previous block's fused residual step did it)
+    if (l == 0) be.layernorm(s.x, L.ln1_w.data(), L.ln1_b.data(), T, w, c.eps, s.xb);
     // q, k, v = in_proj(xb).chunk(3)
     be.matmul(L.wq, s.xb, T, s.q, L.bq.data());
     be.matmul(L.wk, s.xb, T, s.k, L.bk.data());
@@ -241,16 +241,20 @@ void VisionModel::encode(const float* pixels, float* out, const std::atomic<bool
     a.causal = false;
     a.scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
     be.attention(a);
-    // x = x + out_proj(att)
+    // x = x + out_proj(att); xb = ln_2(x)
     be.matmul(L.wo, s.att, T, s.xb, L.bo.data());
-    be.add(s.x, s.xb, T * w);
-    // xb = ln_2(x)
-    be.layernorm(s.x, L.ln2_w.data(), L.ln2_b.data(), T, w, c.eps, s.xb);
+    be.add_layernorm(s.x, s.xb, L.ln2_w.data(), L.ln2_b.data(), T, w, c.eps, s.xb);
     // x = x + c_proj(gelu(c_fc(xb)))
     be.matmul(L.w_up, s.xb, T, s.hb, L.b_up.data());
     be.gelu(s.hb, T * c.mlp_dim);
     be.matmul(L.w_down, s.hb, T, s.xb, L.b_down.data());
-    be.add(s.x, s.xb, T * w);
+    if (l + 1 < c.n_layers) {
+      // ...and xb = the next block's ln_1(x), in the same pass
+      const VisionLayer& next = w_.layers[l + 1];
+      be.add_layernorm(s.x, s.xb, next.ln1_w.data(), next.ln1_b.data(), T, w, c.eps, s.xb);
+    } else {
+      be.add(s.x, s.xb, T * w);
+    }
   }
   if (abort && abort->load(std::memory_order_relaxed)) throw EngineError(err::kAborted, "image encoding aborted");
 
