@@ -22,20 +22,35 @@ cxr::DType parse_type(const Napi::Env& env, const Napi::Value& v) {
   return t;
 }
 
+// The (type, Float32Array data, rows, cols) arguments of quantize and
+// quantizeAsync, checked against each other.
+struct QuantizeArgs {
+  cxr::DType type;
+  Napi::Float32Array src;
+  int64_t rows, cols;
+};
+
+QuantizeArgs quantize_args(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  QuantizeArgs a{parse_type(env, info[0]), info[1].As<Napi::Float32Array>(), info[2].As<Napi::Number>().Int64Value(),
+                 info[3].As<Napi::Number>().Int64Value()};
+  if (a.rows * a.cols != static_cast<int64_t>(a.src.ElementLength()))
+    throw to_js_error(env, cxr::err::kArgument, "data has " + std::to_string(a.src.ElementLength()) +
+                                                    " elements, expected rows*cols = " + std::to_string(a.rows * a.cols));
+  if (a.cols % cxr::dtype_block_size(a.type) != 0)
+    throw to_js_error(env, cxr::err::kArgument, "rows of " + std::to_string(a.cols) + " elements cannot be stored as " +
+                                                    cxr::dtype_name(a.type) + " (block size " +
+                                                    std::to_string(cxr::dtype_block_size(a.type)) + ")");
+  return a;
+}
+
 // quantize(type, Float32Array data, rows, cols) -> Uint8Array
 Napi::Value Quantize(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  cxr::DType t = parse_type(env, info[0]);
-  auto src = info[1].As<Napi::Float32Array>();
-  const int64_t rows = info[2].As<Napi::Number>().Int64Value();
-  const int64_t cols = info[3].As<Napi::Number>().Int64Value();
-  if (rows * cols != static_cast<int64_t>(src.ElementLength()))
-    throw to_js_error(env, cxr::err::kArgument, "data has " + std::to_string(src.ElementLength()) +
-                                                    " elements, expected rows*cols = " + std::to_string(rows * cols));
-  if (cols % cxr::dtype_block_size(t) != 0)
-    throw to_js_error(env, cxr::err::kArgument, "rows of " + std::to_string(cols) + " elements cannot be stored as " +
-                                                    cxr::dtype_name(t) + " (block size " +
-                                                    std::to_string(cxr::dtype_block_size(t)) + ")");
+  const QuantizeArgs a = quantize_args(info);
+  const cxr::DType t = a.type;
+  auto src = a.src;
+  const int64_t rows = a.rows, cols = a.cols;
   const size_t bytes = static_cast<size_t>(rows) * cxr::dtype_row_bytes(t, cols);
   auto out = Napi::Uint8Array::New(env, bytes);
   try {
@@ -101,17 +116,10 @@ class QuantizeWorker : public Napi::AsyncWorker {
 
 Napi::Value QuantizeAsync(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  cxr::DType t = parse_type(env, info[0]);
-  auto src = info[1].As<Napi::Float32Array>();
-  const int64_t rows = info[2].As<Napi::Number>().Int64Value();
-  const int64_t cols = info[3].As<Napi::Number>().Int64Value();
-  if (rows * cols != static_cast<int64_t>(src.ElementLength()))
-    throw to_js_error(env, cxr::err::kArgument, "data has " + std::to_string(src.ElementLength()) +
-                                                    " elements, expected rows*cols = " + std::to_string(rows * cols));
-  if (cols % cxr::dtype_block_size(t) != 0)
-    throw to_js_error(env, cxr::err::kArgument, "rows of " + std::to_string(cols) + " elements cannot be stored as " +
-                                                    cxr::dtype_name(t) + " (block size " +
-                                                    std::to_string(cxr::dtype_block_size(t)) + ")");
+  const QuantizeArgs a = quantize_args(info);
+  const cxr::DType t = a.type;
+  auto src = a.src;
+  const int64_t rows = a.rows, cols = a.cols;
   auto* w = new QuantizeWorker(env, t, src, rows, cols);
   Napi::Promise p = w->promise();
   w->Queue();
