@@ -9,7 +9,7 @@
 
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, open, readdir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
+import { link, mkdir, readdir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { homedir, hostname } from 'node:os';
 import path from 'node:path';
 import { CxrError, invalidParameterError } from './errors.js';
@@ -182,14 +182,14 @@ export async function acquireLock(file: string, options: LockOptions = {}): Prom
   const mine: LockInfo = { pid: process.pid, host: hostname(), started: new Date().toISOString() };
   let told = false;
   for (;;) {
+    // The lock appears with its content in one step (write a temp file, then
+    // link it into place, which fails if the lock exists), so a waiting pull
+    // never reads a half-written lock.
+    const text = JSON.stringify(mine);
+    const tmp = `${file}.${process.pid}-${randomBytes(4).toString('hex')}`;
+    await writeFile(tmp, text);
     try {
-      const fh = await open(file, 'wx');
-      try {
-        await fh.writeFile(JSON.stringify(mine));
-      } finally {
-        await fh.close();
-      }
-      const text = JSON.stringify(mine);
+      await link(tmp, file);
       return async () => {
         // Only remove the lock if it is still ours.
         const cur = await readLock(file).catch(() => undefined);
@@ -197,6 +197,8 @@ export async function acquireLock(file: string, options: LockOptions = {}): Prom
       };
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    } finally {
+      await unlink(tmp).catch(() => {});
     }
     const held = await readLock(file);
     if (!held) continue; // released between our open and read

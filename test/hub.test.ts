@@ -336,12 +336,15 @@ t.test('concurrent pulls: the second waits on the lock and reuses the first', as
   hub.log = [];
   hub.cdnLog = [];
   hub.served = [];
+  // Both start in the same tick; which one takes the lock first is up to the
+  // file system, so record the waiting of either.
   const waited: PullProgress[] = [];
-  const a = pullModel({ cacheDir: cache, ...fast });
-  const b = pullModel({ cacheDir: cache, ...fast, onProgress: (p) => p.phase === 'lock' && waited.push(p) });
+  const onProgress = (p: PullProgress): void => void (p.phase === 'lock' && waited.push(p));
+  const a = pullModel({ cacheDir: cache, ...fast, onProgress });
+  const b = pullModel({ cacheDir: cache, ...fast, onProgress });
   const [ma, mb] = await Promise.all([a, b]);
   t.equal(ma.textPath, mb.textPath);
-  t.equal(waited.length, 1, 'the second pull reported waiting');
+  t.equal(waited.length, 1, 'exactly one pull reported waiting for the other');
   t.match(waited[0]!.item, new RegExp(`^waiting for pid ${process.pid} on `));
   for (const f of wanted) t.equal(hub.gets(f), 1, `${f} downloaded once`);
   t.notOk(existsSync(path.join(cache, 'locks', 'ECOFRI__CXR-LLAVA-v2.lock')), 'lock released');
