@@ -277,3 +277,40 @@ export function addClipToGguf(w: GgufSink, hp: ClipHParams, tensors: ClipTensors
     });
   }
 }
+
+/**
+ * The vision tensors by their names in the official checkpoint (`vision_tower.*`,
+ * `mm_projector.*`), fetched through `src`. The converter and the test fixtures
+ * both name tensors this way.
+ */
+export function officialClipTensors(src: (name: string) => TensorSource, numLayers: number): ClipTensors {
+  const v = 'vision_tower.';
+  return {
+    conv1: src(v + 'conv1.weight'),
+    classEmbedding: src(v + 'class_embedding'),
+    positionalEmbedding: src(v + 'positional_embedding'),
+    lnPreWeight: src(v + 'ln_pre.weight'),
+    lnPreBias: src(v + 'ln_pre.bias'),
+    layers: Array.from({ length: numLayers }, (_, i) => {
+      const b = `${v}transformer.resblocks.${i}.`;
+      return {
+        ln1Weight: src(b + 'ln_1.weight'),
+        ln1Bias: src(b + 'ln_1.bias'),
+        inProjWeight: src(b + 'attn.in_proj_weight'),
+        inProjBias: src(b + 'attn.in_proj_bias'),
+        outProjWeight: src(b + 'attn.out_proj.weight'),
+        outProjBias: src(b + 'attn.out_proj.bias'),
+        ln2Weight: src(b + 'ln_2.weight'),
+        ln2Bias: src(b + 'ln_2.bias'),
+        fcWeight: src(b + 'mlp.c_fc.weight'),
+        fcBias: src(b + 'mlp.c_fc.bias'),
+        projWeight: src(b + 'mlp.c_proj.weight'),
+        projBias: src(b + 'mlp.c_proj.bias'),
+      };
+    }),
+    lnPostWeight: src(v + 'ln_post.weight'),
+    lnPostBias: src(v + 'ln_post.bias'),
+    projectorWeight: src('mm_projector.weight'),
+    projectorBias: src('mm_projector.bias'),
+  };
+}

@@ -19,7 +19,7 @@ import { createReadStream, existsSync, readFileSync } from 'node:fs';
 import { mkdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { addClipToGguf, clipRecipes, type ClipHParams, type ClipRecipeName, type ClipTensors } from './clip-gguf.js';
+import { addClipToGguf, clipRecipes, officialClipTensors, type ClipHParams, type ClipRecipeName } from './clip-gguf.js';
 import { GGML_TYPES, GgufWriter, tensorBytes, type GgmlTypeName } from './gguf-writer.js';
 import {
   addLlamaToGguf,
@@ -369,38 +369,6 @@ function llamaTensors(src: (name: string) => TensorSource, numLayers: number): L
   };
 }
 
-function clipTensors(src: (name: string) => TensorSource, numLayers: number): ClipTensors {
-  const v = 'vision_tower.';
-  return {
-    conv1: src(v + 'conv1.weight'),
-    classEmbedding: src(v + 'class_embedding'),
-    positionalEmbedding: src(v + 'positional_embedding'),
-    lnPreWeight: src(v + 'ln_pre.weight'),
-    lnPreBias: src(v + 'ln_pre.bias'),
-    layers: Array.from({ length: numLayers }, (_, i) => {
-      const b = `${v}transformer.resblocks.${i}.`;
-      return {
-        ln1Weight: src(b + 'ln_1.weight'),
-        ln1Bias: src(b + 'ln_1.bias'),
-        inProjWeight: src(b + 'attn.in_proj_weight'),
-        inProjBias: src(b + 'attn.in_proj_bias'),
-        outProjWeight: src(b + 'attn.out_proj.weight'),
-        outProjBias: src(b + 'attn.out_proj.bias'),
-        ln2Weight: src(b + 'ln_2.weight'),
-        ln2Bias: src(b + 'ln_2.bias'),
-        fcWeight: src(b + 'mlp.c_fc.weight'),
-        fcBias: src(b + 'mlp.c_fc.bias'),
-        projWeight: src(b + 'mlp.c_proj.weight'),
-        projBias: src(b + 'mlp.c_proj.bias'),
-      };
-    }),
-    lnPostWeight: src(v + 'ln_post.weight'),
-    lnPostBias: src(v + 'ln_post.bias'),
-    projectorWeight: src('mm_projector.weight'),
-    projectorBias: src('mm_projector.bias'),
-  };
-}
-
 // ---- progress while the writers work ------------------------------------------------------
 
 /**
@@ -552,7 +520,7 @@ export async function convertCheckpoint(hfDir: string, options: ConvertOptions):
     const visionWriter = new GgufWriter();
     const visionSink = new ProgressSink(visionWriter, (progress, item) => onProgress?.({ phase: 'vision', progress, item }));
     const vr = clipRecipes[visionType as ClipRecipeName];
-    addClipToGguf(visionSink, vision, clipTensors(source, vision.numLayers), {
+    addClipToGguf(visionSink, vision, officialClipTensors(source, vision.numLayers), {
       typeFor: vr.typeFor,
       fileType: vr.fileType,
       quantize: quantizeAsync,

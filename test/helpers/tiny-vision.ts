@@ -10,7 +10,7 @@
 //   * 'bias'   (every bias, LayerNorm biases included): the 'embed' value / 16 (exact).
 
 import { GgufWriter } from '../../lib/gguf-writer.js';
-import { addClipToGguf, clipRecipes, type ClipHParams, type ClipRecipeName, type ClipTensors } from '../../lib/clip-gguf.js';
+import { addClipToGguf, clipRecipes, officialClipTensors, type ClipHParams, type ClipRecipeName, type ClipTensors } from '../../lib/clip-gguf.js';
 import type { Quantizer, TensorSource } from '../../lib/llama-gguf.js';
 import { makeWeight } from './prng-weights.js';
 
@@ -96,35 +96,7 @@ export function tinyVisionTensors(hp: ClipHParams = TINY_VISION_HPARAMS): ClipTe
     if (!s) throw new Error(`tiny vision tower has no tensor ${name}`);
     return { shape: s.shape, read: () => makeVisionWeight(s.name, s.shape, s.kind) };
   };
-  const vt = 'vision_tower.';
-  return {
-    conv1: get(vt + 'conv1.weight'),
-    classEmbedding: get(vt + 'class_embedding'),
-    positionalEmbedding: get(vt + 'positional_embedding'),
-    lnPreWeight: get(vt + 'ln_pre.weight'),
-    lnPreBias: get(vt + 'ln_pre.bias'),
-    layers: Array.from({ length: hp.numLayers }, (_, i) => {
-      const b = `${vt}transformer.resblocks.${i}.`;
-      return {
-        ln1Weight: get(b + 'ln_1.weight'),
-        ln1Bias: get(b + 'ln_1.bias'),
-        inProjWeight: get(b + 'attn.in_proj_weight'),
-        inProjBias: get(b + 'attn.in_proj_bias'),
-        outProjWeight: get(b + 'attn.out_proj.weight'),
-        outProjBias: get(b + 'attn.out_proj.bias'),
-        ln2Weight: get(b + 'ln_2.weight'),
-        ln2Bias: get(b + 'ln_2.bias'),
-        fcWeight: get(b + 'mlp.c_fc.weight'),
-        fcBias: get(b + 'mlp.c_fc.bias'),
-        projWeight: get(b + 'mlp.c_proj.weight'),
-        projBias: get(b + 'mlp.c_proj.bias'),
-      };
-    }),
-    lnPostWeight: get(vt + 'ln_post.weight'),
-    lnPostBias: get(vt + 'ln_post.bias'),
-    projectorWeight: get('mm_projector.weight'),
-    projectorBias: get('mm_projector.bias'),
-  };
+  return officialClipTensors(get, hp.numLayers);
 }
 
 /** Options of writeTinyMmproj. */
