@@ -30,6 +30,7 @@ namespace {
 
 constexpr int kKeys = 64;       // keys per tile (a multiple of 16)
 constexpr int64_t kRows = 48;   // query positions per prefill task (a multiple of the kernel's 6 rows)
+constexpr int kDecodeKeys = 8;  // keys per online-softmax step when decoding
 
 // The inner loops, in a scalar and an AVX2 flavour (chosen once per call).
 struct Kernels {
@@ -42,11 +43,12 @@ struct Kernels {
   // max of s[0..n), n >= 1.
   float (*row_max)(const float* s, int n);
   void (*f16_to_f32)(const uint16_t* src, float* dst, int64_t n);
-  // Decoding, straight from one cache row (F16 or F32) of head_dim values:
-  //   dot_kv:  s[r·ld] = q_r·k for r < nq (q rows hd apart)
-  //   axpy_kv: o_r += p[r·ld]·v for r < nq (o rows os apart)
-  void (*dot_kv)(const float* q, int nq, const void* k, bool f16, int hd, float* s, int ld);
-  void (*axpy_kv)(float* o, int64_t os, int nq, const float* p, int ld, const void* v, bool f16, int hd);
+  // Decoding: one query head q (already scaled) against kDecodeKeys keys read
+  // straight from the cache, rows[j] + off for key j (F16 or F32, hd values);
+  // only keys j < nk count (the others' pointers are valid rows, but masked).
+  // Brings the running max m, sum l and unnormalised output o[hd] up to date.
+  void (*decode_tile)(const float* q, const uint8_t* const* krows, const uint8_t* const* vrows, size_t off, bool f16,
+                      int hd, int nk, float* m, float* l, float* o);
 };
 
 // --- scalar ---------------------------------------------------------------------
@@ -81,25 +83,34 @@ void f16_to_f32_scalar(const uint16_t* src, float* dst, int64_t n) {
   for (int64_t i = 0; i < n; ++i) dst[i] = fp16_to_fp32(src[i]);
 }
 
-inline float kv_at(const void* row, bool f16, int d) {
-  return f16 ? fp16_to_fp32(static_cast<const uint16_t*>(row)[d]) : static_cast<const float*>(row)[d];
+inline float kv_at(const uint8_t* row, bool f16, int d) {
+  return f16 ? fp16_to_fp32(reinterpret_cast<const uint16_t*>(row)[d]) : reinterpret_cast<const float*>(row)[d];
 }
 
-void dot_kv_scalar(const float* q, int nq, const void* k, bool f16, int hd, float* s, int ld) {
-  for (int r = 0; r < nq; ++r) {
+void decode_tile_scalar(const float* q, const uint8_t* const* krows, const uint8_t* const* vrows, size_t off,
+                        bool f16, int hd, int nk, float* m, float* l, float* o) {
+  float s[kDecodeKeys];
+  float mt = -INFINITY;
+  for (int j = 0; j < nk; ++j) {
     float acc = 0;
-    for (int d = 0; d < hd; ++d) acc += q[r * hd + d] * kv_at(k, f16, d);
-    s[r * ld] = acc;
+    for (int d = 0; d < hd; ++d) acc += q[d] * kv_at(krows[j] + off, f16, d);
+    s[j] = acc;
+    mt = std::max(mt, acc);
+  }
+  const float mnew = std::max(*m, mt);
+  const float c = *m == -INFINITY ? 0.0f : std::exp(*m - mnew);
+  float sum = 0;
+  for (int j = 0; j < nk; ++j) sum += (s[j] = std::exp(s[j] - mnew));
+  *l = *l * c + sum;
+  *m = mnew;
+  for (int d = 0; d < hd; ++d) {
+    float acc = o[d] * c;
+    for (int j = 0; j < nk; ++j) acc += s[j] * kv_at(vrows[j] + off, f16, d);
+    o[d] = acc;
   }
 }
 
-void axpy_kv_scalar(float* o, int64_t os, int nq, const float* p, int ld, const void* v, bool f16, int hd) {
-  for (int r = 0; r < nq; ++r)
-    for (int d = 0; d < hd; ++d) o[r * os + d] += p[r * ld] * kv_at(v, f16, d);
-}
-
-constexpr Kernels kScalar = {gemm_scalar,       exp_row_scalar, row_max_scalar,
-                             f16_to_f32_scalar, dot_kv_scalar,  axpy_kv_scalar};
+constexpr Kernels kScalar = {gemm_scalar, exp_row_scalar, row_max_scalar, f16_to_f32_scalar, decode_tile_scalar};
 
 // --- AVX2 -------------------------------------------------------------------------
 #if CXR_HAVE_AVX2_KERNELS
@@ -181,40 +192,70 @@ CXR_AVX2 float row_max_avx2(const float* s, int n) {
 
 CXR_AVX2 void f16_to_f32_avx2(const uint16_t* src, float* dst, int64_t n) { avx2::f16_to_f32(src, dst, n); }
 
-CXR_AVX2 inline __m256 load_kv(const void* row, bool f16, int d) {
-  return f16 ? _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(row) + d)))
-             : _mm256_loadu_ps(static_cast<const float*>(row) + d);
+CXR_AVX2 inline __m256 load_kv(const uint8_t* row, bool f16, int d) {
+  return f16 ? _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2 * d)))
+             : _mm256_loadu_ps(reinterpret_cast<const float*>(row) + d);
 }
 
-CXR_AVX2 void dot_kv_avx2(const float* q, int nq, const void* k, bool f16, int hd, float* s, int ld) {
-  for (int r = 0; r < nq; ++r) {
-    // Two chains so the FMA latency overlaps; head_dim is a multiple of 8.
-    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
-    int d = 0;
-    for (; d + 16 <= hd; d += 16) {
-      a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + r * hd + d), load_kv(k, f16, d), a0);
-      a1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + r * hd + d + 8), load_kv(k, f16, d + 8), a1);
-    }
-    if (d < hd) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + r * hd + d), load_kv(k, f16, d), a0);
-    s[r * ld] = avx2::hsum(_mm256_add_ps(a0, a1));
-  }
-}
-
-CXR_AVX2 void axpy_kv_avx2(float* o, int64_t os, int nq, const float* p, int ld, const void* v, bool f16, int hd) {
+// Eight keys at a time: the eight dot products run side by side (one q load
+// feeds eight FMAs) and are reduced together into one vector, lane j = key j;
+// the output is then read and written once per tile, not once per key.
+CXR_AVX2 void decode_tile_avx2(const float* q, const uint8_t* const* krows, const uint8_t* const* vrows, size_t off,
+                               bool f16, int hd, int nk, float* m, float* l, float* o) {
+  static_assert(kDecodeKeys == 8, "one lane per key");
+  const uint8_t* k[8];
+  CXR_UNROLL for (int j = 0; j < 8; ++j) k[j] = krows[j] + off;
+  __m256 acc[8];
+  CXR_UNROLL for (int j = 0; j < 8; ++j) acc[j] = _mm256_setzero_ps();
   for (int d = 0; d < hd; d += 8) {
-    const __m256 x = load_kv(v, f16, d);
-    for (int r = 0; r < nq; ++r)
-      _mm256_storeu_ps(o + r * os + d,
-                       _mm256_fmadd_ps(_mm256_broadcast_ss(p + r * ld), x, _mm256_loadu_ps(o + r * os + d)));
+    const __m256 qv = _mm256_loadu_ps(q + d);
+    CXR_UNROLL for (int j = 0; j < 8; ++j) acc[j] = _mm256_fmadd_ps(qv, load_kv(k[j], f16, d), acc[j]);
+  }
+  // hadd twice leaves, per 128-bit half, the sums of four keys over that half
+  // of their lanes; adding the halves crosswise finishes all eight.
+  const __m256 s0123 = _mm256_hadd_ps(_mm256_hadd_ps(acc[0], acc[1]), _mm256_hadd_ps(acc[2], acc[3]));
+  const __m256 s4567 = _mm256_hadd_ps(_mm256_hadd_ps(acc[4], acc[5]), _mm256_hadd_ps(acc[6], acc[7]));
+  const __m256 live = avx2::first_lanes(nk);
+  __m256 s = _mm256_add_ps(_mm256_permute2f128_ps(s0123, s4567, 0x20), _mm256_permute2f128_ps(s0123, s4567, 0x31));
+  s = _mm256_blendv_ps(_mm256_set1_ps(-INFINITY), s, live);
+
+  const float mnew = std::max(*m, avx2::hmax(s));
+  const float c = *m == -INFINITY ? 0.0f : std::exp(*m - mnew);
+  const __m256 p = _mm256_and_ps(avx2::exp(_mm256_sub_ps(s, _mm256_set1_ps(mnew))), live);
+  *l = *l * c + avx2::hsum(p);
+  *m = mnew;
+  alignas(32) float pj[8];
+  _mm256_store_ps(pj, p);
+
+  const uint8_t* v[8];
+  CXR_UNROLL for (int j = 0; j < 8; ++j) v[j] = vrows[j] + off;
+  const __m256 cv = _mm256_set1_ps(c);
+  int d = 0;
+  for (; d + 32 <= hd; d += 32) {  // four accumulators of o at a time
+    __m256 o0 = _mm256_mul_ps(_mm256_loadu_ps(o + d), cv), o1 = _mm256_mul_ps(_mm256_loadu_ps(o + d + 8), cv);
+    __m256 o2 = _mm256_mul_ps(_mm256_loadu_ps(o + d + 16), cv), o3 = _mm256_mul_ps(_mm256_loadu_ps(o + d + 24), cv);
+    for (int j = 0; j < nk; ++j) {
+      const __m256 pb = _mm256_broadcast_ss(pj + j);
+      o0 = _mm256_fmadd_ps(pb, load_kv(v[j], f16, d), o0);
+      o1 = _mm256_fmadd_ps(pb, load_kv(v[j], f16, d + 8), o1);
+      o2 = _mm256_fmadd_ps(pb, load_kv(v[j], f16, d + 16), o2);
+      o3 = _mm256_fmadd_ps(pb, load_kv(v[j], f16, d + 24), o3);
+    }
+    _mm256_storeu_ps(o + d, o0);
+    _mm256_storeu_ps(o + d + 8, o1);
+    _mm256_storeu_ps(o + d + 16, o2);
+    _mm256_storeu_ps(o + d + 24, o3);
+  }
+  for (; d < hd; d += 8) {
+    __m256 o0 = _mm256_mul_ps(_mm256_loadu_ps(o + d), cv);
+    for (int j = 0; j < nk; ++j) o0 = _mm256_fmadd_ps(_mm256_broadcast_ss(pj + j), load_kv(v[j], f16, d), o0);
+    _mm256_storeu_ps(o + d, o0);
   }
 }
 
-constexpr Kernels kAvx2 = {gemm_avx2,       exp_row_avx2, row_max_avx2,
-                           f16_to_f32_avx2, dot_kv_avx2,  axpy_kv_avx2};
+constexpr Kernels kAvx2 = {gemm_avx2, exp_row_avx2, row_max_avx2, f16_to_f32_avx2, decode_tile_avx2};
 
 #endif
-
-constexpr int kSubKeys = 16;  // decode: keys per online-softmax step, for every head at once
 
 // The online-softmax step for `rows` rows of scores s (row stride ld), each
 // seeing its first vis[r] keys of nk: turns s into probabilities and brings the
@@ -231,67 +272,58 @@ void softmax_step(const Kernels& kern, float* s, int ld, int rows, const int* vi
 }
 
 // One query position (decoding). Every key is read once, so the cost is
-// memory traffic: rows of one head lie a whole KV width apart, each on a page
-// of its own where the hardware prefetchers stop. So tasks split the keys, not
-// the heads (the "split-K" of flash decoding): a task reads whole cache rows,
-// front to back, keeps a running softmax per query head over its share of the
-// keys, and the shares are merged at the end.
+// memory traffic. Tasks split the keys, not the heads (the "split-K" of flash
+// decoding): a task walks its share of the keys kDecodeKeys at a time and, for
+// each query head, folds those keys into a running softmax; the shares are
+// merged at the end. Within a tile the heads advance through the same few
+// cache rows side by side, so every row is still read front to back once.
 void decode(ThreadPool& pool, const AttentionArgs& a, const Kernels& kern) {
   const int hd = a.head_dim, H = a.n_heads, KVH = a.n_kv_heads;
   const int group = H / KVH;
-  const int64_t kv_width = static_cast<int64_t>(KVH) * hd;
+  const size_t esize = a.kv_type == DType::F16 ? 2 : 4;
   const bool f16 = a.kv_type == DType::F16;
+  const size_t row_bytes = static_cast<size_t>(KVH) * hd * esize;
   const int64_t n_keys = a.causal ? std::min(a.n_kv, a.pos0 + 1) : a.n_kv;
-  // A few shares per thread for balance, none shorter than a few sub-tiles.
-  const int64_t shares = std::max<int64_t>(1, std::min<int64_t>(4 * pool.size(), n_keys / (4 * kSubKeys)));
+  // A few shares per thread for balance, none shorter than a few tiles.
+  const int64_t shares = std::max<int64_t>(1, std::min<int64_t>(4 * pool.size(), n_keys / (8 * kDecodeKeys)));
   const int64_t per = (n_keys + shares - 1) / shares;
-  // Per share and query head: running max, sum and output [hd].
+  // Per share and query head: unnormalised output [hd], running max, running sum.
   const int64_t stride = hd + 2;
-  std::vector<float> partial(static_cast<size_t>(shares) * H * stride);
+  // Kept per calling thread across layers and tokens (a name, not a capture,
+  // inside the lambda would mean the worker's own copy).
+  thread_local std::vector<float> partial_buf;
+  partial_buf.resize(static_cast<size_t>(shares) * H * stride);
+  float* const partial = partial_buf.data();
 
-  const size_t esize = f16 ? 2 : 4;
   const uint8_t* kbase = static_cast<const uint8_t*>(a.k);
   const uint8_t* vbase = static_cast<const uint8_t*>(a.v);
   pool.parallel_for(shares, 1, [&](int64_t b, int64_t e, int) {
-    thread_local std::vector<float> q, s, m, l, c;
+    thread_local std::vector<float> q;
     q.resize(static_cast<size_t>(H) * hd);
-    s.resize(static_cast<size_t>(H) * kSubKeys);  // [query head, key]
-    m.resize(H);
-    l.resize(H);
-    c.resize(H);
-    std::vector<int> vis(H);
-    for (int h = 0; h < H; ++h)
-      for (int d = 0; d < hd; ++d) q[h * hd + d] = a.q[h * hd + d] * a.scale;
+    for (int64_t i = 0; i < H * hd; ++i) q[i] = a.q[i] * a.scale;
     for (int64_t share = b; share < e; ++share) {
-      float* o = partial.data() + share * H * stride;  // [query head, stride]
-      std::fill(m.begin(), m.end(), -INFINITY);
-      std::fill(l.begin(), l.end(), 0.0f);
-      for (int h = 0; h < H; ++h) std::fill_n(o + h * stride, hd, 0.0f);
-      const int64_t k0 = share * per, k1 = std::min(n_keys, k0 + per);
-      for (int64_t j0 = k0; j0 < k1; j0 += kSubKeys) {
-        const int nk = static_cast<int>(std::min<int64_t>(kSubKeys, k1 - j0));
-        // s = q · kᵀ, reading each cache row front to back (KV head h serves query heads h·group ..)
-        for (int j = 0; j < nk; ++j) {
-          const uint8_t* row = kbase + (j0 + j) * kv_width * esize;
-          for (int h = 0; h < KVH; ++h)
-            kern.dot_kv(q.data() + h * group * hd, group, row + h * hd * esize, f16, hd,
-                        s.data() + h * group * kSubKeys + j, kSubKeys);
-        }
-        std::fill(vis.begin(), vis.end(), nk);
-        softmax_step(kern, s.data(), kSubKeys, H, vis.data(), nk, m.data(), l.data(), c.data());
-        // o = o·c + p · v
-        for (int h = 0; h < H; ++h)
-          for (int d = 0; d < hd; ++d) o[h * stride + d] *= c[h];
-        for (int j = 0; j < nk; ++j) {
-          const uint8_t* row = vbase + (j0 + j) * kv_width * esize;
-          for (int h = 0; h < KVH; ++h)
-            kern.axpy_kv(o + h * group * stride, stride, group, s.data() + h * group * kSubKeys + j, kSubKeys,
-                         row + h * hd * esize, f16, hd);
-        }
-      }
+      float* part = partial + share * H * stride;  // [query head, stride]
       for (int h = 0; h < H; ++h) {
-        o[h * stride + hd] = m[h];
-        o[h * stride + hd + 1] = l[h];
+        std::fill_n(part + h * stride, hd, 0.0f);
+        part[h * stride + hd] = -INFINITY;
+        part[h * stride + hd + 1] = 0.0f;
+      }
+      const int64_t k0 = share * per, k1 = std::min(n_keys, k0 + per);
+      for (int64_t j0 = k0; j0 < k1; j0 += kDecodeKeys) {
+        const int nk = static_cast<int>(std::min<int64_t>(kDecodeKeys, k1 - j0));
+        // Keys past nk point at the tile's first row: valid memory, masked out.
+        const uint8_t* krows[kDecodeKeys];
+        const uint8_t* vrows[kDecodeKeys];
+        for (int j = 0; j < kDecodeKeys; ++j) {
+          const int64_t key = j0 + (j < nk ? j : 0);
+          krows[j] = kbase + key * row_bytes;
+          vrows[j] = vbase + key * row_bytes;
+        }
+        for (int h = 0; h < H; ++h) {
+          float* o = part + h * stride;
+          kern.decode_tile(q.data() + h * hd, krows, vrows, static_cast<size_t>(h / group) * hd * esize, f16, hd, nk,
+                           o + hd, o + hd + 1, o);
+        }
       }
     }
   });
@@ -304,7 +336,7 @@ void decode(ThreadPool& pool, const AttentionArgs& a, const Kernels& kern) {
     std::fill_n(out, hd, 0.0f);
     double L = 0;
     for (int64_t sh = 0; sh < shares; ++sh) {
-      const float* part = partial.data() + (sh * H + h) * stride;
+      const float* part = partial + (sh * H + h) * stride;
       if (part[hd] == -INFINITY) continue;  // an empty share
       const float w = std::exp(part[hd] - M);
       L += static_cast<double>(part[hd + 1]) * w;

@@ -142,6 +142,19 @@ TEST(attention_continues_a_cache) {
   check_both_paths({1, 200, 199, 4, 4, 128, true, DType::F16});
 }
 
+TEST(attention_decode_tiles_and_shares) {
+  // One query row: key counts below, at and across the 8-key decode tile and
+  // the per-thread shares, both cache types, a head size with a remainder
+  // past the 32-float output block (40), and a grouped, non-causal case.
+  for (int64_t n_kv : {1, 7, 8, 9, 61, 517}) {
+    check_both_paths({1, n_kv, n_kv - 1, 4, 4, 64, true, DType::F16, 2.0f});
+    check_both_paths({1, n_kv, n_kv - 1, 2, 2, 40, true, DType::F32});
+  }
+  check_both_paths({1, 100, 0, 6, 2, 32, false, DType::F16});
+  // Rising scores: every tile raises the running maximum.
+  check_both_paths({1, 300, 299, 2, 2, 64, true, DType::F16, 4.0f, true});
+}
+
 TEST(attention_running_max_moves_every_tile) {
   // Scores grow along the keys, so each tile raises the maximum and the sums
   // gathered so far must be rescaled correctly.
