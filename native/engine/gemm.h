@@ -55,12 +55,14 @@ struct GemmKernels {
 
   // Decode: y[r] = row r · x (+ bias[r]) for rows r < nrows of one token, x a
   // single-token QActs (n == 1). Streams each row once, in order. For Q4_0
-  // weights x.q is in pair order: the 64 bytes of blocks 2j and 2j+1 hold
-  // elements 0..15 of 2j, 0..15 of 2j+1, 16..31 of 2j, 16..31 of 2j+1, which
-  // matches the nibbles of two weight blocks loaded side by side (a last,
-  // unpaired block stays in element order).
+  // weights x.q is in group order, G = q4_gemv_group blocks to a group: the
+  // 32·G bytes of blocks Gj .. Gj+G-1 hold elements 0..15 of each block in
+  // turn, then elements 16..31 of each, which matches the nibbles of G weight
+  // blocks loaded side by side (blocks past the last whole group stay in
+  // element order).
   void (*int_gemv)(DType t, const uint8_t* w, size_t wrow, int64_t nrows, const QActs& x, float* y,
                    const float* bias);
+  int q4_gemv_group;
 
   // Float family: rows per packed column chunk and columns per K block.
   int float_chunk_rows;

@@ -212,7 +212,7 @@ inline float hsum256(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
-// Q4_0 blocks b and b + 1 against pair-ordered activations (gemm.h); p holds
+// Q4_0 blocks b and b + 1 against activations in group order (gemm.h; groups of two here); p holds
 // block b's scale in lanes 0..3 and block b + 1's in lanes 4..7. The two int16
 // products stay below 2 * 2 * 15 * 127 before widening.
 inline __m256 gemv_pair_q4(const uint8_t* blk, const int8_t* xq, __m256 p, __m256 acc) {
@@ -391,7 +391,7 @@ void float_chunk(DType t, const uint8_t* w, size_t wrow, int nr, int64_t cols, c
 }
 
 const GemmKernels kKernels = {
-    "avx2", kRows, int_offset, int_panel_bytes, int_panel, int_gemv, kChunkRows, kKBlock, float_chunk_bytes, float_chunk,
+    "avx2", kRows, int_offset, int_panel_bytes, int_panel, int_gemv, 2, kChunkRows, kKBlock, float_chunk_bytes, float_chunk,
 };
 
 }  // namespace

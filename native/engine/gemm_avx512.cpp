@@ -163,19 +163,41 @@ void int_panel(DType t, const uint8_t* w, size_t wrow, int nr, const QActs& x, f
 
 // --- decode: one token ---------------------------------------------------------
 //
-// Rows are read once, front to back, so memory bandwidth is the limit; the
-// kernel only has to stay ahead of it. One 32-element block per 256-bit
-// VPDPBUSD in element order (Q4_0's low nibbles are elements 0..15, its high
-// nibbles 16..31, so unpacking needs no shuffle). Sixteen block scales at a
-// time are gathered, converted and multiplied by the activation scales with
-// 512-bit ops; the offset correction sum_b scale_b * corr_b is one more FMA
-// per sixteen blocks instead of one per block.
+// Rows are read once, front to back, so memory bandwidth is the limit and the
+// kernel has to stay well ahead of it, or the two cores never keep enough
+// reads in flight. Q4_0 goes sixteen blocks (288 bytes) at a time: five plain
+// loads, then 16-bit word permutes pick out the sixteen scales and four
+// groups of four blocks' quants (Q4_0's quants start at an even byte, so
+// words suffice: AVX512BW, no VBMI), each group one 512-bit VPDPBUSD pair
+// against activations in group order (gemm.h). Q8_0 takes one block per
+// 256-bit VPDPBUSD, its scales gathered. Either way the offset correction
+// sum_b scale_b * corr_b is one FMA per sixteen blocks, not one per block.
 
 // Software prefetch distance on the decode route. The hardware prefetchers
 // alone left Q4_0 at ~28 GB/s here; 1 KiB ahead reached ~30 (512: 28, 2048:
 // noisy), Q8_0 is at the bandwidth limit either way. Prefetches past the
 // last row are harmless hints.
 constexpr int kPrefetchBytes = 1024;
+constexpr int kQ4Group = 4;  // Q4_0 blocks per 512-bit VPDPBUSD (gemm.h's group order)
+
+// Word indices into a pair of 512-bit registers (64 words) holding 16 Q4_0
+// blocks' bytes from word `base`: block b starts at word 9b (its scale), its
+// 16 quant bytes are words 9b+1 .. 9b+8.
+struct Q4Perms {
+  alignas(64) int16_t scales_lo[32], scales_hi[32], scales_last[32];
+  alignas(64) int16_t quants[4][32];
+  constexpr Q4Perms() : scales_lo(), scales_hi(), scales_last(), quants() {
+    for (int b = 0; b < 8; ++b) scales_lo[b] = static_cast<int16_t>(9 * b);            // r0:r1
+    for (int b = 8; b < 15; ++b) scales_hi[b] = static_cast<int16_t>(9 * b - 64);      // r2:r3
+    scales_last[15] = static_cast<int16_t>(9 * 15 - 128);                              // r4
+    for (int g = 0; g < 4; ++g)                                                        // r_g:r_g+1
+      for (int j = 0; j < 4; ++j)
+        for (int i = 0; i < 8; ++i) quants[g][8 * j + i] = static_cast<int16_t>(9 * (4 * g + j) + 1 + i - 32 * g);
+  }
+};
+constexpr Q4Perms kQ4Perms;
+
+inline __m512i load_perm(const int16_t* idx) { return _mm512_load_si512(idx); }
 
 template <DType T>
 inline __m256i gemv_quants(const uint8_t* blk) {
@@ -202,28 +224,81 @@ inline float hsum256(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
-// Q4_0 blocks b and b + 1 against pair-ordered activations (gemm.h): the two
-// blocks' quants side by side, low nibbles then high nibbles, two VPDPBUSD.
-// p holds block b's scale in lanes 0..3 and block b + 1's in lanes 4..7.
-inline __m256 gemv_pair_q4(const uint8_t* blk, const int8_t* xq, __m256 p, __m256 acc) {
-  const __m256i v = _mm256_inserti128_si256(
-      _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 2))),
-      _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 18 + 2)), 1);
-  const __m256i low4 = _mm256_set1_epi8(15);
-  __m256i s = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_and_si256(v, low4),
-                                  _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq)));
-  s = _mm256_dpbusd_epi32(s, _mm256_and_si256(_mm256_srli_epi16(v, 4), low4),
-                          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + 32)));
-  return _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), p, acc);
+// Four Q4_0 blocks' quants side by side (v: 16 bytes each) against their
+// group-ordered activations: low nibbles, then high nibbles, one VPDPBUSD
+// each. p holds each block's scale in its four lanes.
+inline __m512 gemv_group_q4(__m512i v, const int8_t* xq, __m512 p, __m512 acc) {
+  const __m512i low4 = _mm512_set1_epi8(15);
+  __m512i s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_and_si512(v, low4), _mm512_loadu_si512(xq));
+  s = _mm512_dpbusd_epi32(s, _mm512_and_si512(_mm512_srli_epi16(v, 4), low4), _mm512_loadu_si512(xq + 64));
+  return _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), p, acc);
 }
 
-template <DType T>
-float gemv_row(const uint8_t* w, const QActs& x) {
-  constexpr int kBB = T == DType::Q4_0 ? 18 : 34;  // block bytes
+// Lanes of four consecutive blocks' scales, each repeated four times.
+inline __m512i quad_lanes(int first) {
+  return _mm512_add_epi32(_mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3), _mm512_set1_epi32(first));
+}
+
+float gemv_row_q4(const uint8_t* w, const QActs& x) {
+  constexpr int kBB = 18;
+  const __m512i s_lo = load_perm(kQ4Perms.scales_lo), s_hi = load_perm(kQ4Perms.scales_hi);
+  const __m512i s_last = load_perm(kQ4Perms.scales_last);
+  const __m512i q0 = load_perm(kQ4Perms.quants[0]), q1 = load_perm(kQ4Perms.quants[1]);
+  const __m512i q2 = load_perm(kQ4Perms.quants[2]), q3 = load_perm(kQ4Perms.quants[3]);
+  __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, corr = a0;
+  int64_t b = 0;
+  for (; b + 16 <= x.nb; b += 16) {
+    const uint8_t* g = w + b * kBB;
+    for (int l = 0; l < 16 * kBB; l += 64)
+      _mm_prefetch(reinterpret_cast<const char*>(g + kPrefetchBytes + l), _MM_HINT_T0);
+    const __m512i r0 = _mm512_loadu_si512(g), r1 = _mm512_loadu_si512(g + 64);
+    const __m512i r2 = _mm512_loadu_si512(g + 128), r3 = _mm512_loadu_si512(g + 192);
+    const __m512i r4 = _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(g + 256)));
+    __m512i sc = _mm512_permutex2var_epi16(r0, s_lo, r1);
+    sc = _mm512_mask_blend_epi16(0x7F00, sc, _mm512_permutex2var_epi16(r2, s_hi, r3));
+    sc = _mm512_mask_blend_epi16(0x8000, sc, _mm512_permutexvar_epi16(s_last, r4));
+    const __m512 pv = _mm512_mul_ps(_mm512_cvtph_ps(_mm512_castsi512_si256(sc)), _mm512_loadu_ps(x.d + b));
+    corr = _mm512_fmadd_ps(pv, _mm512_cvtepi32_ps(_mm512_loadu_si512(x.corr + b)), corr);
+    const int8_t* xq = x.q + b * 32;
+    a0 = gemv_group_q4(_mm512_permutex2var_epi16(r0, q0, r1), xq, _mm512_permutexvar_ps(quad_lanes(0), pv), a0);
+    a1 = gemv_group_q4(_mm512_permutex2var_epi16(r1, q1, r2), xq + 128, _mm512_permutexvar_ps(quad_lanes(4), pv), a1);
+    a2 = gemv_group_q4(_mm512_permutex2var_epi16(r2, q2, r3), xq + 256, _mm512_permutexvar_ps(quad_lanes(8), pv), a2);
+    a3 = gemv_group_q4(_mm512_permutex2var_epi16(r3, q3, r4), xq + 384, _mm512_permutexvar_ps(quad_lanes(12), pv), a3);
+  }
+  // The rest: whole groups of four (scales one at a time), then single blocks
+  // in element order.
+  float tail = 0;
+  const int64_t grouped = x.nb / kQ4Group * kQ4Group;
+  for (; b < grouped; b += kQ4Group) {
+    alignas(64) float p[16];
+    __m512i v = _mm512_setzero_si512();
+    for (int j = 0; j < kQ4Group; ++j) {
+      const uint8_t* blk = w + (b + j) * kBB;
+      uint16_t h;
+      std::memcpy(&h, blk, 2);
+      const float pb = _cvtsh_ss(h) * x.d[b + j];
+      tail += pb * static_cast<float>(x.corr[b + j]);
+      for (int l = 0; l < 4; ++l) p[4 * j + l] = pb;
+      v = _mm512_mask_loadu_epi64(v, static_cast<__mmask8>(3u << (2 * j)), blk + 2 - 16 * j);
+    }
+    a0 = gemv_group_q4(v, x.q + b * 32, _mm512_load_ps(p), a0);
+  }
+  __m256 single = _mm256_setzero_ps();
+  for (; b < x.nb; ++b) {
+    uint16_t h;
+    std::memcpy(&h, w + b * kBB, 2);
+    const float pb = _cvtsh_ss(h) * x.d[b];
+    tail += pb * static_cast<float>(x.corr[b]);
+    single = gemv_block<DType::Q4_0>(w + b * kBB, x.q + b * 32, &pb, single);
+  }
+  const __m512 acc = _mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3));
+  return _mm512_reduce_add_ps(acc) + _mm512_reduce_add_ps(corr) + hsum256(single) + tail;
+}
+
+float gemv_row_q8(const uint8_t* w, const QActs& x) {
+  constexpr int kBB = 34;  // block bytes
   const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
                                          _mm512_set1_epi32(kBB));
-  // Lanes of four consecutive blocks' scales, each repeated four times.
-  const __m512i quad = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
   __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
   __m512 corr = _mm512_setzero_ps();
   alignas(64) float p[16];
@@ -236,23 +311,12 @@ float gemv_row(const uint8_t* w, const QActs& x) {
     const __m512 pv = _mm512_mul_ps(dw, _mm512_loadu_ps(x.d + b));
     corr = _mm512_fmadd_ps(pv, _mm512_cvtepi32_ps(_mm512_loadu_si512(x.corr + b)), corr);
     const int8_t* xq = x.q + b * 32;
-    if (T == DType::Q4_0) {
-      for (int j = 0; j < 16; j += 8) {
-        const __m512 p01 = _mm512_permutexvar_ps(_mm512_add_epi32(quad, _mm512_set1_epi32(j)), pv);
-        const __m512 p23 = _mm512_permutexvar_ps(_mm512_add_epi32(quad, _mm512_set1_epi32(j + 4)), pv);
-        a0 = gemv_pair_q4(g + j * kBB, xq + j * 32, _mm512_castps512_ps256(p01), a0);
-        a1 = gemv_pair_q4(g + (j + 2) * kBB, xq + (j + 2) * 32, _mm512_extractf32x8_ps(p01, 1), a1);
-        a2 = gemv_pair_q4(g + (j + 4) * kBB, xq + (j + 4) * 32, _mm512_castps512_ps256(p23), a2);
-        a3 = gemv_pair_q4(g + (j + 6) * kBB, xq + (j + 6) * 32, _mm512_extractf32x8_ps(p23, 1), a3);
-      }
-    } else {
-      _mm512_store_ps(p, pv);
-      for (int j = 0; j < 16; j += 4) {
-        a0 = gemv_block<T>(g + j * kBB, xq + j * 32, p + j, a0);
-        a1 = gemv_block<T>(g + (j + 1) * kBB, xq + (j + 1) * 32, p + j + 1, a1);
-        a2 = gemv_block<T>(g + (j + 2) * kBB, xq + (j + 2) * 32, p + j + 2, a2);
-        a3 = gemv_block<T>(g + (j + 3) * kBB, xq + (j + 3) * 32, p + j + 3, a3);
-      }
+    _mm512_store_ps(p, pv);
+    for (int j = 0; j < 16; j += 4) {
+      a0 = gemv_block<DType::Q8_0>(g + j * kBB, xq + j * 32, p + j, a0);
+      a1 = gemv_block<DType::Q8_0>(g + (j + 1) * kBB, xq + (j + 1) * 32, p + j + 1, a1);
+      a2 = gemv_block<DType::Q8_0>(g + (j + 2) * kBB, xq + (j + 2) * 32, p + j + 2, a2);
+      a3 = gemv_block<DType::Q8_0>(g + (j + 3) * kBB, xq + (j + 3) * 32, p + j + 3, a3);
     }
   }
   float tail = 0;
@@ -261,22 +325,14 @@ float gemv_row(const uint8_t* w, const QActs& x) {
     std::memcpy(&h, w + b * kBB, 2);
     const float pb = _cvtsh_ss(h) * x.d[b];
     tail += pb * static_cast<float>(x.corr[b]);
-    if (T == DType::Q4_0 && b + 1 < x.nb) {
-      std::memcpy(&h, w + (b + 1) * kBB, 2);
-      const float pb1 = _cvtsh_ss(h) * x.d[b + 1];
-      tail += pb1 * static_cast<float>(x.corr[b + 1]);
-      a0 = gemv_pair_q4(w + b * kBB, x.q + b * 32, _mm256_set_m128(_mm_set1_ps(pb1), _mm_set1_ps(pb)), a0);
-      ++b;
-      continue;
-    }
-    a0 = gemv_block<T>(w + b * kBB, x.q + b * 32, &pb, a0);
+    a0 = gemv_block<DType::Q8_0>(w + b * kBB, x.q + b * 32, &pb, a0);
   }
   return hsum256(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3))) + _mm512_reduce_add_ps(corr) + tail;
 }
 
 void int_gemv(DType t, const uint8_t* w, size_t wrow, int64_t nrows, const QActs& x, float* y, const float* bias) {
   for (int64_t r = 0; r < nrows; ++r) {
-    const float v = t == DType::Q4_0 ? gemv_row<DType::Q4_0>(w + r * wrow, x) : gemv_row<DType::Q8_0>(w + r * wrow, x);
+    const float v = t == DType::Q4_0 ? gemv_row_q4(w + r * wrow, x) : gemv_row_q8(w + r * wrow, x);
     y[r] = v + (bias ? bias[r] : 0.0f);
   }
 }
@@ -390,7 +446,7 @@ void float_chunk(DType t, const uint8_t* w, size_t wrow, int nr, int64_t cols, c
 }
 
 const GemmKernels kKernels = {
-    "avx512vnni", kRows, int_offset, int_panel_bytes, int_panel, int_gemv, kChunkRows, kKBlock, float_chunk_bytes, float_chunk,
+    "avx512vnni", kRows, int_offset, int_panel_bytes, int_panel, int_gemv, kQ4Group, kChunkRows, kKBlock, float_chunk_bytes, float_chunk,
 };
 
 }  // namespace

@@ -146,7 +146,9 @@ void int_matmul(ThreadPool& pool, const GemmKernels& gk, const Weight& W, const 
   const size_t wrow = dtype_row_bytes(W.type, cols);
   const int offset = gk.int_offset(W.type);
   const bool gemv = n <= kGemvMaxTokens;
-  const bool pair_order = W.type == DType::Q4_0;
+  // Q4_0 decode wants its activations in the kernel's group order (gemm.h).
+  const int64_t group = gemv && W.type == DType::Q4_0 ? gk.q4_gemv_group : 1;
+  const int64_t grouped = nb / group * group;  // blocks in whole groups
 
   // Scratch: quants, scales and corrections (gemm.h's QActs), block-major for
   // the panels, token-major for decode so each token is a QActs of its own
@@ -171,11 +173,11 @@ void int_matmul(ThreadPool& pool, const GemmKernels& gk, const Weight& W, const 
       for (int64_t b = 0; b < nb; ++b) {
         const block_q8_0& blk = row[b];
         const int64_t i = at(b, t);
-        if (gemv && pair_order && (b % 2 == 1 || b + 1 < nb)) {
-          // gemm.h's pair order: this block's halves interleave with its partner's.
-          int8_t* pair = xq + (i - b % 2) * 32 + (b % 2) * 16;
-          std::memcpy(pair, blk.qs, 16);
-          std::memcpy(pair + 32, blk.qs + 16, 16);
+        if (group > 1 && b < grouped) {
+          // gemm.h's group order: this block's halves interleave with its group's.
+          int8_t* first = xq + (i - b % group) * 32 + (b % group) * 16;
+          std::memcpy(first, blk.qs, 16);
+          std::memcpy(first + 16 * group, blk.qs + 16, 16);
         } else {
           std::memcpy(xq + i * 32, blk.qs, 32);
         }

@@ -149,7 +149,8 @@ struct ScalarMode {
 // tokens not a multiple of 4/6/8 and on both sides of the direct/packed
 // switch, float columns past one 256-wide K block and not a multiple of 16,
 // integer rows of 19 blocks (a full group of 16 or 8 scales, then a pair and
-// a lone block on the decode route).
+// a lone block on the decode route), and of 27 and 7 blocks (groups of four
+// after the sixteens, then lone blocks).
 std::vector<Problem> problems(DType t) {
   const bool k_quant = t == DType::Q4_K || t == DType::Q6_K;
   const bool flt = t == DType::F32 || t == DType::F16 || t == DType::BF16;
@@ -160,6 +161,13 @@ std::vector<Problem> problems(DType t) {
   v.push_back({t, 1, c1, 3, true});
   v.push_back({t, 70, c2, 1, false});
   v.push_back({t, 129, c2, 24, true});
+  if (!k_quant && !flt) {
+    // Decode tails: 27 blocks = 16 + two groups of four + 3 single blocks; 7 = one group + 3.
+    for (int64_t n : {1, 3}) {
+      v.push_back({t, 37, 864, n, n == 1});
+      v.push_back({t, 19, 224, n, false});
+    }
+  }
   return v;
 }
 
