@@ -12,6 +12,7 @@
 #include "backend.h"
 #include "error.h"
 #include "gguf.h"
+#include "host_memory.h"
 #include "quants.h"
 #include "threadpool.h"
 #include "cpu_ops.h"
@@ -241,16 +242,10 @@ class CpuBackend final : public Backend {
 
   float* alloc(size_t n) override { return static_cast<float*>(alloc_bytes(n * sizeof(float))); }
   void free(float* p) override { free_bytes(p); }
-  void* alloc_bytes(size_t n) override {
-    // 64-byte alignment for SIMD loads; calloc-like zeroing so a fresh KV cache is defined.
-    size_t size = (n + 63) / 64 * 64;
-    if (size == 0) size = 64;
-    void* p = std::aligned_alloc(64, size);
-    if (!p) throw EngineError(err::kArgument, "out of memory allocating " + std::to_string(n) + " bytes");
-    std::memset(p, 0, size);
-    return p;
-  }
-  void free_bytes(void* p) override { std::free(p); }
+  // Zeroed, so a fresh KV cache is defined; large buffers (KV caches) on huge
+  // pages, as decoding streams them every token like the weights.
+  void* alloc_bytes(size_t n) override { return alloc_host(n); }
+  void free_bytes(void* p) override { free_host(p); }
   void to_host(float* dst, const float* src, size_t n) override { std::memcpy(dst, src, n * sizeof(float)); }
   void from_host(float* dst, const float* src, size_t n) override { std::memcpy(dst, src, n * sizeof(float)); }
 

@@ -52,11 +52,13 @@ int main(int argc, char** argv) {
   if (prompt < 1 || gen < 1 || runs < 1) return usage();
   if (opts.n_ctx == 0) opts.n_ctx = prompt + gen + 1;
   try {
+    const auto t0 = std::chrono::steady_clock::now();
     cxr::Model model(opts);
+    const double load_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     const int32_t vocab = model.text().config().n_vocab;
-    std::printf("model %s: %d layers, dim %d, vocab %d; %d threads, %s kernels\n", opts.model_path.c_str(),
-                model.text().config().n_layers, model.text().config().dim, vocab, model.backend().threads(),
-                cxr::simd_level());
+    std::printf("model %s: %d layers, dim %d, vocab %d; %d threads, %s kernels; loaded in %.2f s\n",
+                opts.model_path.c_str(), model.text().config().n_layers, model.text().config().dim, vocab,
+                model.backend().threads(), cxr::simd_level(), load_ms / 1000);
     std::vector<double> pf, dc;
     uint64_t state = 42;
     for (int r = 0; r < runs; ++r) {
