@@ -23,7 +23,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { native, type NativeModel, type NativeResult, type NativeSegment } from '../lib/native.js';
 import { readGgufInfo, simdLevel } from '../lib/tensors.js';
-import { anchorMissingReason, LlamaCppModel, LLAMA_CPP_ANCHOR_VERSION } from './llama-cpp.js';
+import { anchorMissingReason, LlamaCppModel, LLAMA_CPP_ANCHOR_VERSION, loadedCpuVariant, restrictAnchorToAvx2 } from './llama-cpp.js';
 import { installAnchor, measureRoofline, peakRss, runTorchVision, torchMissingReason, type Roofline, type TorchResult } from './machine.js';
 import {
   isCurrentSyntheticVision,
@@ -45,6 +45,9 @@ import {
 type Part = 'roofline' | 'text' | 'vision' | 'report' | 'memory';
 const PARTS: Part[] = ['roofline', 'text', 'vision', 'report', 'memory'];
 
+/** The llama.cpp CPU library the text comparison ran on ("zen4", "haswell", ...). */
+let llamaCppVariant: string | undefined;
+
 interface Options {
   shape: ShapeName;
   types: BenchType[];
@@ -53,6 +56,8 @@ interface Options {
   gen: number;
   runs: number;
   compare: boolean;
+  /** native: every engine uses the best kernels for this CPU; avx2: every engine is held to AVX2/FMA. */
+  isa: 'native' | 'avx2';
   dir: string;
   parts: Set<Part>;
   /** Prompt tokens around the image and decoded tokens of the end-to-end report. */
@@ -73,6 +78,9 @@ const USAGE = `Usage: npm run bench -- [options]
   --report-prompt N    text tokens around the image in the report run (default 76: ~1100 with the image)
   --report-gen N       tokens decoded in the report run (default 100)
   --compare            also run the anchors: llama.cpp (node-llama-cpp ${LLAMA_CPP_ANCHOR_VERSION}) and PyTorch
+  --isa native|avx2    avx2: hold every engine to AVX2/FMA kernels, as on a CPU without AVX-512
+                       (ours: CXR_GEMM=avx2; llama.cpp: its "haswell" build; PyTorch: OpenBLAS Haswell
+                       kernels, ATen AVX2). Default native: each engine's best for this CPU
   --dir PATH           model cache folder (default ${path.join(tmpdir(), 'cxr-llava-bench')})`;
 
 function positiveInt(name: string, v: string | undefined, def: number): number {
@@ -96,6 +104,7 @@ function parseOptions(argv: string[]): Options {
       'report-prompt': { type: 'string' },
       'report-gen': { type: 'string' },
       compare: { type: 'boolean' },
+      isa: { type: 'string' },
       dir: { type: 'string' },
       'child-rss': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
@@ -117,6 +126,8 @@ function parseOptions(argv: string[]): Options {
     if (!PARTS.includes(p as Part)) throw new Error(`Expected a list of ${PARTS.join(', ')} for --parts but received ${p}`);
     parts.add(p as Part);
   }
+  const isa = values.isa ?? 'native';
+  if (isa !== 'native' && isa !== 'avx2') throw new Error(`Expected native or avx2 for --isa but received ${isa}`);
   return {
     shape: shape as ShapeName,
     types: type ? [type] : ['q4_0', 'q8_0'],
@@ -125,6 +136,7 @@ function parseOptions(argv: string[]): Options {
     gen: positiveInt('gen', values.gen, 64),
     runs: positiveInt('runs', values.runs, 3),
     compare: values.compare ?? false,
+    isa,
     dir: values.dir ?? path.join(tmpdir(), 'cxr-llava-bench'),
     parts,
     reportPrompt: positiveInt('report-prompt', values['report-prompt'], 76),
@@ -286,6 +298,7 @@ async function benchText(o: Options, type: BenchType, compare: boolean): Promise
   log(`[text ${type}] loading (threads ${o.threads}, context ${contextSize}, KV cache f16)`);
   const ours = await native().loadModel({ model: file, threads: o.threads, contextSize, kvType: 'f16' });
   const lc = compare ? await LlamaCppModel.load(file, { threads: o.threads, contextSize, batchSize: Math.min(o.prompt, 512) }) : null;
+  if (lc) llamaCppVariant ??= loadedCpuVariant() ?? undefined;
   const bos = ours.info().tokenizer.bos;
   const res: TextResult = { type, file, ours: [], llamaCpp: [] };
   try {
@@ -365,6 +378,7 @@ async function benchVision(o: Options, textFile: string, compare: boolean): Prom
           pixels: pixelFile,
           ours: first ? path.join(o.dir, 'ours-f16.f32') : undefined,
           sgemm: first,
+          isa: o.isa,
         });
         if (first) res.torchInfo = tr;
         res.torch.push(tr.ms[0]!);
@@ -448,10 +462,13 @@ const pct = (x: number): string => (Number.isFinite(x) ? `${(100 * x).toFixed(0)
 
 async function main(): Promise<void> {
   const o = parseOptions(process.argv.slice(2));
+  // Before any matmul: the engine picks its kernel set once (also in the RSS child, which inherits it).
+  if (o.isa === 'avx2') process.env.CXR_GEMM = 'avx2';
   if (o.childRss) return childRss(o, o.childRss);
   const wantText = o.parts.has('text');
   const wantVision = o.parts.has('vision');
   if (o.compare && wantText && anchorMissingReason()) installAnchor('install.sh');
+  if (o.compare && wantText && o.isa === 'avx2') restrictAnchorToAvx2();
   if (o.compare && wantVision && torchMissingReason()) installAnchor('install-torch.sh');
   const missing = o.compare ? (wantText ? anchorMissingReason() : null) ?? (wantVision ? torchMissingReason() : null) : null;
   if (missing) throw new Error(`--compare needs the anchors: ${missing}`);
@@ -479,7 +496,11 @@ async function main(): Promise<void> {
 
   // --- the table -------------------------------------------------------------------
   const cpu = cpus()[0]?.model ?? 'unknown CPU';
-  console.log(`\n${cpu}, ${cpus().length} CPUs, ${o.threads} threads; our SIMD ${simdLevel()}; ${o.runs} runs each, medians`);
+  console.log(
+    `\n${cpu}, ${cpus().length} CPUs, ${o.threads} threads; our SIMD ${simdLevel()}, matmul kernels ${o.isa === 'avx2' ? 'avx2 (--isa avx2)' : 'native'}` +
+      (llamaCppVariant ? `; llama.cpp CPU build "${llamaCppVariant}"` : '') +
+      `; ${o.runs} runs each, medians`,
+  );
   if (roof) {
     console.log(
       `roofline (cxr-roofline): read ${fmt(roof.read_gb_s, 1)} GB/s, FMA peak ${fmt(roof.peak_gflop_s, 0)} GFLOP/s` +
@@ -560,6 +581,8 @@ async function main(): Promise<void> {
       prompt: o.prompt,
       gen: o.gen,
       runs: o.runs,
+      isa: o.isa,
+      llamaCppVariant,
       cpu,
       simd: simdLevel(),
       loadavg: { before: loadBefore, after: loadavg()[0] },

@@ -7,7 +7,7 @@
  * Token ids go straight into a context sequence, so comparisons never depend on
  * llama.cpp's tokenizer (which is compared on its own, through tokenize()).
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, linkSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, symlinkSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
@@ -25,9 +25,62 @@ function repoRoot(): string {
   }
 }
 
-/** Where install.sh puts node-llama-cpp's package folder. */
+/** Where install.sh puts node-llama-cpp's package folder (or its AVX2-only twin, see restrictAnchorToAvx2). */
 export function anchorPackageDir(): string {
-  return path.join(repoRoot(), '.anchors', 'node-llama-cpp', 'node_modules', 'node-llama-cpp');
+  return path.join(repoRoot(), '.anchors', anchorFolder, 'node_modules', 'node-llama-cpp');
+}
+
+let anchorFolder = 'node-llama-cpp';
+
+// llama.cpp's CPU backend ships one library per instruction-set level and loads
+// the best one the CPU supports. These need AVX-512.
+const AVX512_VARIANTS = /^libggml-cpu-(skylakex|cannonlake|cascadelake|cooperlake|icelake|zen4|sapphirerapids)\./;
+
+/**
+ * Makes llama.cpp run its AVX2 build on this CPU, as on a CPU without AVX-512:
+ * a twin of the installed anchor (hard links, so no copy) that lacks the
+ * AVX-512 libraries, so ggml's loader falls back to the best of the rest
+ * ("haswell" on an AVX2 CPU). Call before the first load.
+ */
+export function restrictAnchorToAvx2(): void {
+  if (llamaPromise) throw new Error('restrictAnchorToAvx2: llama.cpp is already loaded');
+  const missing = anchorMissingReason();
+  if (missing) throw new Error(missing);
+  const root = path.join(repoRoot(), '.anchors');
+  const src = path.join(root, 'node-llama-cpp');
+  const dest = path.join(root, 'node-llama-cpp-avx2');
+  const pkg = path.join(dest, 'node_modules', 'node-llama-cpp', 'package.json');
+  const version = existsSync(pkg) ? (JSON.parse(readFileSync(pkg, 'utf8')) as { version?: string }).version : undefined;
+  if (version !== LLAMA_CPP_ANCHOR_VERSION) {
+    const staging = `${dest}.tmp-${process.pid}`;
+    rmSync(staging, { recursive: true, force: true });
+    const mirror = (from: string, to: string): void => {
+      mkdirSync(to, { recursive: true });
+      for (const name of readdirSync(from)) {
+        if (AVX512_VARIANTS.test(name)) continue;
+        const a = path.join(from, name);
+        const b = path.join(to, name);
+        const st = lstatSync(a);
+        if (st.isSymbolicLink()) symlinkSync(readlinkSync(a), b);
+        else if (st.isDirectory()) mirror(a, b);
+        else linkSync(a, b);
+      }
+    };
+    mirror(src, staging);
+    rmSync(dest, { recursive: true, force: true });
+    renameSync(staging, dest);
+  }
+  anchorFolder = 'node-llama-cpp-avx2';
+}
+
+/** The llama.cpp CPU library this process has loaded ("zen4", "haswell", ...), or null if none or unknown. */
+export function loadedCpuVariant(): string | null {
+  try {
+    const m = /libggml-cpu-([\w-]+)\.so/.exec(readFileSync('/proc/self/maps', 'utf8'));
+    return m ? m[1]! : null;
+  } catch {
+    return null;
+  }
 }
 
 // The small part of node-llama-cpp's API used here, typed structurally: the package is

@@ -86,10 +86,11 @@ export function installAnchor(script: 'install.sh' | 'install-torch.sh'): void {
  * The ViT of `mmproj` on PyTorch. OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are removed
  * for this command alone: some machines set them to keep old OpenBLAS builds correct,
  * and they pin a slow generic kernel; the result reports the kernel OpenBLAS chose.
+ * With isa 'avx2' the Haswell kernel is chosen on purpose instead.
  */
 export function runTorchVision(
   mmproj: string,
-  opts: { threads: number; runs: number; pixels?: string; ours?: string; sgemm?: boolean },
+  opts: { threads: number; runs: number; pixels?: string; ours?: string; sgemm?: boolean; isa?: 'native' | 'avx2' },
 ): TorchResult {
   const args = [path.join(repoRoot(), 'bench', 'anchors', 'vision_torch.py'), mmproj, '--threads', String(opts.threads),
     '--runs', String(opts.runs)];
@@ -99,6 +100,11 @@ export function runTorchVision(
   const env = { ...process.env };
   delete env.OPENBLAS_CORETYPE;
   delete env.OPENBLAS_L2_SIZE;
+  if (opts.isa === 'avx2') {
+    // The AVX2 kernels on a CPU that has more: OpenBLAS's Haswell GEMM and ATen's AVX2 paths.
+    env.OPENBLAS_CORETYPE = 'Haswell';
+    env.ATEN_CPU_CAPABILITY = 'avx2';
+  }
   const r = spawnSync(PYTHON, args, { encoding: 'utf8', env, maxBuffer: 1 << 24 });
   if (r.status !== 0) throw new Error(`vision_torch.py failed: ${r.stderr}`);
   const line = r.stdout.trim().split('\n').pop()!;
