@@ -479,7 +479,7 @@ async function main(): Promise<void> {
   let roof: Roofline | undefined;
   if (o.parts.has('roofline')) {
     roof = measureRoofline(path.join(o.dir, 'tools'), o.threads);
-    log(`[roofline] read ${roof.read_gb_s.toFixed(1)} GB/s, FMA peak ${roof.peak_gflop_s.toFixed(0)} GFLOP/s, parallel_for ${roof.parallel_for_us.toFixed(2)} us`);
+    log(`[roofline] read ${roof.read_gb_s.toFixed(1)} GB/s (4 KiB pages: ${roof.read_small_pages_gb_s.toFixed(1)}), FMA peak ${roof.peak_gflop_s.toFixed(0)} GFLOP/s, parallel_for ${roof.parallel_for_us.toFixed(2)} us`);
   }
   const text: TextResult[] = [];
   if (wantText) for (const t of o.types) text.push(await benchText(o, t, o.compare));
@@ -503,7 +503,7 @@ async function main(): Promise<void> {
   );
   if (roof) {
     console.log(
-      `roofline (cxr-roofline): read ${fmt(roof.read_gb_s, 1)} GB/s, FMA peak ${fmt(roof.peak_gflop_s, 0)} GFLOP/s` +
+      `roofline (cxr-roofline): read ${fmt(roof.read_gb_s, 1)} GB/s on huge pages (${fmt(roof.read_small_pages_gb_s, 1)} on 4 KiB pages), FMA peak ${fmt(roof.peak_gflop_s, 0)} GFLOP/s` +
         (vision?.torchInfo?.sgemm_gflop_s ? `, PyTorch/OpenBLAS SGEMM ${fmt(vision.torchInfo.sgemm_gflop_s, 0)} GFLOP/s` : '') +
         `; empty parallel_for ${fmt(roof.parallel_for_us, 2)} us`,
     );

@@ -22,8 +22,10 @@ export function repoRoot(): string {
 export interface Roofline {
   threads: number;
   simd: string;
-  /** Streaming read bandwidth over a buffer far past the caches, GB/s. */
+  /** Streaming read bandwidth over a buffer far past the caches, GB/s, on huge pages (as the engine's weights and KV cache are). */
   read_gb_s: number;
+  /** The same on 4 KiB pages, GB/s. */
+  read_small_pages_gb_s: number;
   /** Register-only FMA rate, GFLOP/s. */
   peak_gflop_s: number;
   /** One empty parallel_for of the engine's thread pool, microseconds. */
@@ -32,7 +34,7 @@ export interface Roofline {
 
 // The roofline tool needs only these engine files (no model code).
 const ROOFLINE_SOURCES = ['native/tools/cxr-roofline.cpp', 'native/engine/threadpool.cpp', 'native/engine/quants.cpp',
-  'native/engine/quants_avx2.cpp', 'native/engine/quants_neon.cpp', 'native/engine/dtype.cpp'];
+  'native/engine/quants_avx2.cpp', 'native/engine/quants_neon.cpp', 'native/engine/dtype.cpp', 'native/engine/host_memory.cpp'];
 
 /** Builds cxr-roofline into `dir` (if older than its sources) and runs it. */
 export function measureRoofline(dir: string, threads: number): Roofline {
