@@ -170,7 +170,7 @@ void int_panel(DType t, const uint8_t* w, size_t wrow, int nr, const QActs& x, f
 // groups of four blocks' quants (Q4_0's quants start at an even byte, so
 // words suffice: AVX512BW, no VBMI), each group one 512-bit VPDPBUSD pair
 // against activations in group order (gemm.h). Q8_0 takes one block per
-// 256-bit VPDPBUSD, its scales gathered. Either way the offset correction
+// 256-bit VPDPBUSD, its scales from sixteen 16-bit loads. Either way the offset correction
 // sum_b scale_b * corr_b is one FMA per sixteen blocks, not one per block.
 
 // Software prefetch distance on the decode route. The hardware prefetchers
@@ -295,10 +295,25 @@ float gemv_row_q4(const uint8_t* w, const QActs& x) {
   return _mm512_reduce_add_ps(acc) + _mm512_reduce_add_ps(corr) + hsum256(single) + tail;
 }
 
+// Sixteen Q8_0 blocks' fp16 scales (34 bytes apart) as floats, from 16-bit
+// loads rather than a gather (see q4 above).
+inline __m512 q8_scales16(const uint8_t* g) {
+  constexpr int kBB = 34;
+  uint16_t h[16];
+  for (int j = 0; j < 16; ++j) std::memcpy(&h[j], g + j * kBB, 2);
+  __m128i lo = _mm_cvtsi32_si128(h[0]), hi = _mm_cvtsi32_si128(h[8]);
+  lo = _mm_insert_epi16(lo, h[1], 1), hi = _mm_insert_epi16(hi, h[9], 1);
+  lo = _mm_insert_epi16(lo, h[2], 2), hi = _mm_insert_epi16(hi, h[10], 2);
+  lo = _mm_insert_epi16(lo, h[3], 3), hi = _mm_insert_epi16(hi, h[11], 3);
+  lo = _mm_insert_epi16(lo, h[4], 4), hi = _mm_insert_epi16(hi, h[12], 4);
+  lo = _mm_insert_epi16(lo, h[5], 5), hi = _mm_insert_epi16(hi, h[13], 5);
+  lo = _mm_insert_epi16(lo, h[6], 6), hi = _mm_insert_epi16(hi, h[14], 6);
+  lo = _mm_insert_epi16(lo, h[7], 7), hi = _mm_insert_epi16(hi, h[15], 7);
+  return _mm512_cvtph_ps(_mm256_inserti128_si256(_mm256_castsi128_si256(lo), hi, 1));
+}
+
 float gemv_row_q8(const uint8_t* w, const QActs& x) {
   constexpr int kBB = 34;  // block bytes
-  const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                                         _mm512_set1_epi32(kBB));
   __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
   __m512 corr = _mm512_setzero_ps();
   alignas(64) float p[16];
@@ -307,8 +322,7 @@ float gemv_row_q8(const uint8_t* w, const QActs& x) {
     const uint8_t* g = w + b * kBB;
     for (int l = 0; l < 16 * kBB; l += 64)
       _mm_prefetch(reinterpret_cast<const char*>(g + kPrefetchBytes + l), _MM_HINT_T0);
-    const __m512 dw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_i32gather_epi32(idx, g, 1)));
-    const __m512 pv = _mm512_mul_ps(dw, _mm512_loadu_ps(x.d + b));
+    const __m512 pv = _mm512_mul_ps(q8_scales16(g), _mm512_loadu_ps(x.d + b));
     corr = _mm512_fmadd_ps(pv, _mm512_cvtepi32_ps(_mm512_loadu_si512(x.corr + b)), corr);
     const int8_t* xq = x.q + b * 32;
     _mm512_store_ps(p, pv);

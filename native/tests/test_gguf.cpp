@@ -308,6 +308,30 @@ TEST(gguf_custom_alignment_64) {
   CHECK_BAD(build(s128), "data offset 64 is not a multiple of the alignment 128");
 }
 
+TEST(gguf_large_file_mapped_on_a_2mib_boundary) {
+  // From 2 MiB up the file is mapped at a 2 MiB-aligned address (Linux), so
+  // the kernel can back it with huge pages; the contents read back the same.
+  FileSpec s = valid_spec();
+  uint64_t data_offset = 0;
+  std::vector<uint8_t> bytes = build(s, &data_offset);
+  const size_t small = bytes.size();
+  bytes.resize((size_t{3} << 20) + 12345, 0xAB);  // trailing bytes past the last tensor
+  auto g = open_bytes(bytes);
+  CHECK(g->file_size() == bytes.size() && g->tensors().size() == 3);
+  if (g->tensors().size() != 3) return;
+  const cxr::GgufTensor& t = g->tensors()[2];
+  const uintptr_t base = reinterpret_cast<uintptr_t>(t.data) - data_offset - t.offset;
+#if defined(__linux__)
+  CHECK(base % (uintptr_t{2} << 20) == 0);
+#endif
+  bool same = true;
+  for (uint64_t i = 0; i < t.nbytes; ++i) same = same && static_cast<const uint8_t*>(t.data)[i] == pattern(2, i);
+  CHECK(same);
+  // The last byte of the file is mapped and readable.
+  CHECK(reinterpret_cast<const uint8_t*>(base)[bytes.size() - 1] == 0xAB);
+  CHECK(reinterpret_cast<const uint8_t*>(base)[small] == 0xAB);
+}
+
 TEST(gguf_version_2_accepted) {
   FileSpec s = valid_spec();
   s.version = 2;
