@@ -79,10 +79,15 @@ struct GemmKernels {
 // The best kernel set for the running CPU, or nullptr when there is none (no
 // AVX2) or the scalar kernels are forced.
 const GemmKernels* gemm_kernels();
+// The set whose int_gemv (and group order) the decode route uses: the same as
+// gemm_kernels(), except on CPUs where another set decodes faster (AMD cores
+// with AVX-512 take the AVX2 one; see matmul.cpp). nullptr exactly when
+// gemm_kernels() is.
+const GemmKernels* gemv_kernels();
 
-// For tests: with on = true, gemm_kernels() returns k (nullptr: none) instead
-// of its own choice, unless the scalar kernels are forced; on = false undoes
-// it. Not thread-safe, like force_scalar_kernels().
+// For tests: with on = true, gemm_kernels() and gemv_kernels() return k
+// (nullptr: none) instead of their own choice, unless the scalar kernels are
+// forced; on = false undoes it. Not thread-safe, like force_scalar_kernels().
 void override_gemm_kernels(const GemmKernels* k, bool on);
 
 #if defined(__x86_64__) || defined(_M_X64)
