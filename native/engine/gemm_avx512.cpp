@@ -224,6 +224,21 @@ inline float hsum256(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
+// Blocks b .. x.nb - 1 one at a time in element order, into acc; their
+// offset corrections go into *tail.
+template <DType T>
+inline __m256 gemv_singles(const uint8_t* w, const QActs& x, int64_t b, float* tail, __m256 acc) {
+  constexpr int kBB = T == DType::Q4_0 ? 18 : 34;
+  for (; b < x.nb; ++b) {
+    uint16_t h;
+    std::memcpy(&h, w + b * kBB, 2);
+    const float pb = _cvtsh_ss(h) * x.d[b];
+    *tail += pb * static_cast<float>(x.corr[b]);
+    acc = gemv_block<T>(w + b * kBB, x.q + b * 32, &pb, acc);
+  }
+  return acc;
+}
+
 // Four Q4_0 blocks' quants side by side (v: 16 bytes each) against their
 // group-ordered activations: low nibbles, then high nibbles, one VPDPBUSD
 // each. p holds each block's scale in its four lanes.
@@ -283,14 +298,7 @@ float gemv_row_q4(const uint8_t* w, const QActs& x) {
     }
     a0 = gemv_group_q4(v, x.q + b * 32, _mm512_load_ps(p), a0);
   }
-  __m256 single = _mm256_setzero_ps();
-  for (; b < x.nb; ++b) {
-    uint16_t h;
-    std::memcpy(&h, w + b * kBB, 2);
-    const float pb = _cvtsh_ss(h) * x.d[b];
-    tail += pb * static_cast<float>(x.corr[b]);
-    single = gemv_block<DType::Q4_0>(w + b * kBB, x.q + b * 32, &pb, single);
-  }
+  const __m256 single = gemv_singles<DType::Q4_0>(w, x, b, &tail, _mm256_setzero_ps());
   const __m512 acc = _mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3));
   return _mm512_reduce_add_ps(acc) + _mm512_reduce_add_ps(corr) + hsum256(single) + tail;
 }
@@ -334,13 +342,7 @@ float gemv_row_q8(const uint8_t* w, const QActs& x) {
     }
   }
   float tail = 0;
-  for (; b < x.nb; ++b) {
-    uint16_t h;
-    std::memcpy(&h, w + b * kBB, 2);
-    const float pb = _cvtsh_ss(h) * x.d[b];
-    tail += pb * static_cast<float>(x.corr[b]);
-    a0 = gemv_block<DType::Q8_0>(w + b * kBB, x.q + b * 32, &pb, a0);
-  }
+  a0 = gemv_singles<DType::Q8_0>(w, x, b, &tail, a0);
   return hsum256(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3))) + _mm512_reduce_add_ps(corr) + tail;
 }
 
