@@ -20,6 +20,7 @@
 #include <cstdint>
 
 #include "dtype.h"
+#include "quants.h"
 
 namespace cxr {
 namespace detail {
@@ -75,6 +76,22 @@ struct GemmKernels {
   void (*float_chunk)(DType t, const uint8_t* w, size_t wrow, int nr, int64_t cols, const float* x, int64_t ldx,
                       int64_t n, float* y, int64_t ldy, const float* bias, float* buf);
 };
+
+// Both kernel sets' float packing: converts columns [k0, k0 + kc) of weight
+// rows [0, nr) (F32, F16 or BF16; rows wrow bytes apart) to f32 and lays them
+// out as sub-panels of kSub rows, [k][kSub] each, rows past nr zero. The
+// conversion is the traits table's, so it is as fast as the CPU allows.
+template <int kSub, int kMaxCols>
+void pack_float_panel(DType t, const uint8_t* w, size_t wrow, int nr, int64_t k0, int kc, float* buf) {
+  const TypeTraits& tt = type_traits(t);
+  const size_t skip = dtype_row_bytes(t, k0);  // float types: one element per block
+  float tmp[kMaxCols];
+  for (int r = 0; r < (nr + kSub - 1) / kSub * kSub; ++r) {
+    float* dst = buf + (r / kSub) * kc * kSub + r % kSub;
+    if (r < nr) tt.to_float(w + r * wrow + skip, tmp, kc);
+    for (int k = 0; k < kc; ++k) dst[k * kSub] = r < nr ? tmp[k] : 0.0f;
+  }
+}
 
 // The best kernel set for the running CPU, or nullptr when there is none (no
 // AVX2) or the scalar kernels are forced.

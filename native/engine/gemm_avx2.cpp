@@ -316,34 +316,6 @@ constexpr int kFTile = 6;
 
 size_t float_chunk_bytes() { return sizeof(float) * kChunkRows * kKBlock; }
 
-void pack_float(DType t, const uint8_t* w, size_t wrow, int nr, int64_t k0, int kc, float* buf) {
-  alignas(32) float tmp[kKBlock];
-  for (int r = 0; r < (nr + kSub - 1) / kSub * kSub; ++r) {
-    float* dst = buf + (r / kSub) * kc * kSub + r % kSub;
-    if (r >= nr) {
-      for (int k = 0; k < kc; ++k) dst[k * kSub] = 0.0f;
-      continue;
-    }
-    const uint8_t* row = w + r * wrow;
-    int k = 0;
-    if (t == DType::F32) {
-      const float* src = reinterpret_cast<const float*>(row) + k0;
-      for (; k < kc; ++k) tmp[k] = src[k];
-    } else if (t == DType::F16) {
-      const uint16_t* src = reinterpret_cast<const uint16_t*>(row) + k0;
-      for (; k + 8 <= kc; k += 8)
-        _mm256_store_ps(tmp + k, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + k))));
-      for (; k < kc; ++k) tmp[k] = _cvtsh_ss(src[k]);
-    } else {  // BF16: the top half of an fp32
-      const uint16_t* src = reinterpret_cast<const uint16_t*>(row) + k0;
-      for (; k < kc; ++k) {
-        const uint32_t u = static_cast<uint32_t>(src[k]) << 16;
-        std::memcpy(&tmp[k], &u, 4);
-      }
-    }
-    for (k = 0; k < kc; ++k) dst[k * kSub] = tmp[k];
-  }
-}
 
 inline __m256i lane_mask(int n) {
   return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
@@ -385,7 +357,7 @@ void float_chunk(DType t, const uint8_t* w, size_t wrow, int nr, int64_t cols, c
   const int nsub = (nr + kSub - 1) / kSub;
   for (int64_t k0 = 0; k0 < cols; k0 += kKBlock) {
     const int kc = static_cast<int>(cols - k0 < kKBlock ? cols - k0 : kKBlock);
-    pack_float(t, w, wrow, nr, k0, kc, buf);
+    pack_float_panel<kSub, kKBlock>(t, w, wrow, nr, k0, kc, buf);
     const bool first = k0 == 0;
     for (int64_t t0 = 0; t0 < n; t0 += kFTile) {
       const int64_t nt = n - t0 < kFTile ? n - t0 : kFTile;

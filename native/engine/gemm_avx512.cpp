@@ -370,35 +370,6 @@ size_t float_chunk_bytes() { return sizeof(float) * kChunkRows * kKBlock; }
 
 inline __mmask16 lane_mask(int n) { return n >= 16 ? 0xFFFF : n <= 0 ? 0 : static_cast<__mmask16>((1u << n) - 1); }
 
-// Converts kc columns of row r (from column k0) into sub-panel slots.
-void pack_float(DType t, const uint8_t* w, size_t wrow, int nr, int64_t k0, int kc, float* buf) {
-  alignas(64) float tmp[kKBlock];
-  for (int r = 0; r < (nr + kSub - 1) / kSub * kSub; ++r) {
-    float* dst = buf + (r / kSub) * kc * kSub + r % kSub;
-    if (r >= nr) {
-      for (int k = 0; k < kc; ++k) dst[k * kSub] = 0.0f;
-      continue;
-    }
-    const uint8_t* row = w + r * wrow;
-    int k = 0;
-    if (t == DType::F32) {
-      const float* src = reinterpret_cast<const float*>(row) + k0;
-      for (; k < kc; ++k) tmp[k] = src[k];
-    } else if (t == DType::F16) {
-      const uint16_t* src = reinterpret_cast<const uint16_t*>(row) + k0;
-      for (; k + 16 <= kc; k += 16)
-        _mm512_store_ps(tmp + k, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + k))));
-      for (; k < kc; ++k) tmp[k] = _cvtsh_ss(src[k]);
-    } else {  // BF16: the top half of an fp32
-      const uint16_t* src = reinterpret_cast<const uint16_t*>(row) + k0;
-      for (; k < kc; ++k) {
-        const uint32_t u = static_cast<uint32_t>(src[k]) << 16;
-        std::memcpy(&tmp[k], &u, 4);
-      }
-    }
-    for (k = 0; k < kc; ++k) dst[k * kSub] = tmp[k];
-  }
-}
 
 template <int NT>
 void float_tile(const float* p, int kc, const float* x, int64_t ldx, float* y, int64_t ldy, __mmask16 m0,
@@ -435,7 +406,7 @@ void float_chunk(DType t, const uint8_t* w, size_t wrow, int nr, int64_t cols, c
   const int nsub = (nr + kSub - 1) / kSub;
   for (int64_t k0 = 0; k0 < cols; k0 += kKBlock) {
     const int kc = static_cast<int>(cols - k0 < kKBlock ? cols - k0 : kKBlock);
-    pack_float(t, w, wrow, nr, k0, kc, buf);
+    pack_float_panel<kSub, kKBlock>(t, w, wrow, nr, k0, kc, buf);
     const bool first = k0 == 0;
     for (int64_t t0 = 0; t0 < n; t0 += kFTile) {
       const int64_t nt = n - t0 < kFTile ? n - t0 : kFTile;
