@@ -171,6 +171,22 @@ std::vector<Problem> problems(DType t) {
   return v;
 }
 
+// Checks p against its reference on every kernel set this CPU has (and,
+// with scalar, on the forced scalar kernels too), one CHECK per route.
+void check_every_route(const Problem& p, const Data& d, ThreadPool& pool, bool scalar) {
+  std::vector<float> yref;
+  std::vector<double> mag;
+  reference(p, d, &yref, &mag);
+  for (const Route& r : routes()) {
+    Override o(r);
+    CHECK(check(p, d, yref, mag, pool, r.name) == 0);
+  }
+  if (scalar) {
+    ScalarMode forced(true);
+    CHECK(check(p, d, yref, mag, pool, "scalar") == 0);
+  }
+}
+
 const DType kWeightTypes[] = {DType::F32, DType::F16, DType::BF16, DType::Q4_0,
                               DType::Q8_0, DType::Q4_K, DType::Q6_K};
 
@@ -181,16 +197,7 @@ TEST(matmul_every_route_matches_reference) {
   unsigned seed = 1;
   for (DType t : kWeightTypes) {
     for (const Problem& p : problems(t)) {
-      const Data d = make(p, seed++);
-      std::vector<float> yref;
-      std::vector<double> mag;
-      reference(p, d, &yref, &mag);
-      for (const Route& r : routes()) {
-        Override o(r);
-        CHECK(check(p, d, yref, mag, pool, r.name) == 0);
-      }
-      ScalarMode scalar(true);
-      CHECK(check(p, d, yref, mag, pool, "scalar") == 0);
+      check_every_route(p, make(p, seed++), pool, true);
     }
   }
 }
@@ -198,14 +205,7 @@ TEST(matmul_every_route_matches_reference) {
 TEST(matmul_single_thread_matches_reference) {
   ThreadPool pool(1);
   const Problem p{DType::Q4_0, 45, 256, 11, true};
-  const Data d = make(p, 99);
-  std::vector<float> yref;
-  std::vector<double> mag;
-  reference(p, d, &yref, &mag);
-  for (const Route& r : routes()) {
-    Override o(r);
-    CHECK(check(p, d, yref, mag, pool, r.name) == 0);
-  }
+  check_every_route(p, make(p, 99), pool, false);
 }
 
 // Q8_0 quants of -128 never come out of a Q8_0 quantizer but are legal in a
@@ -218,13 +218,7 @@ TEST(matmul_q8_0_handles_minus_128) {
     auto* blocks = reinterpret_cast<block_q8_0*>(d.w.data());
     const int64_t nblocks = p.rows * p.cols / QK8_0;
     for (int64_t b = 0; b < nblocks; b += 3) blocks[b].qs[b % 32] = -128;
-    std::vector<float> yref;
-    std::vector<double> mag;
-    reference(p, d, &yref, &mag);
-    for (const Route& r : routes()) {
-      Override o(r);
-      CHECK(check(p, d, yref, mag, pool, r.name) == 0);
-    }
+    check_every_route(p, d, pool, false);
   }
 }
 
