@@ -42,6 +42,19 @@ int ThreadPool::default_threads() {
 }
 
 void ThreadPool::run_chunks(int thread_index) {
+  if (shrinking_) {
+    const int64_t parts = 2 * static_cast<int64_t>(n_threads_);
+    int64_t begin = next_.load(std::memory_order_relaxed);
+    for (;;) {
+      if (begin >= n_) break;
+      const int64_t take = std::max(grain_, (n_ - begin) / parts);
+      // On failure compare_exchange reloads `begin` and we size the fetch again.
+      if (!next_.compare_exchange_weak(begin, begin + take, std::memory_order_relaxed)) continue;
+      (*fn_)(begin, std::min(n_, begin + take), thread_index);
+      begin = next_.load(std::memory_order_relaxed);
+    }
+    return;
+  }
   for (;;) {
     int64_t begin = next_.fetch_add(grain_, std::memory_order_relaxed);
     if (begin >= n_) break;
@@ -71,6 +84,16 @@ void ThreadPool::worker(int index) {
 
 void ThreadPool::parallel_for(int64_t n, int64_t grain,
                               const std::function<void(int64_t, int64_t, int)>& fn) {
+  run(n, grain, false, fn);
+}
+
+void ThreadPool::parallel_for_shrinking(int64_t n, int64_t min_grain,
+                                        const std::function<void(int64_t, int64_t, int)>& fn) {
+  run(n, min_grain, true, fn);
+}
+
+void ThreadPool::run(int64_t n, int64_t grain, bool shrinking,
+                     const std::function<void(int64_t, int64_t, int)>& fn) {
   if (n <= 0) return;
   grain = std::max<int64_t>(1, grain);
   if (n_threads_ == 1 || n <= grain) {
@@ -79,6 +102,7 @@ void ThreadPool::parallel_for(int64_t n, int64_t grain,
   }
   n_ = n;
   grain_ = grain;
+  shrinking_ = shrinking;
   fn_ = &fn;
   next_.store(0, std::memory_order_relaxed);
   pending_.store(n_threads_ - 1, std::memory_order_relaxed);

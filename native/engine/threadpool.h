@@ -5,7 +5,8 @@
 // a condition variable. An empty parallel_for (wake-up plus barrier) costs about
 // 0.2 us on 2 threads (measured by native/tools/cxr-roofline.cpp), some 0.1 ms of
 // a 7B decode step's ~150 ms. Work inside a loop is handed out in chunks from an
-// atomic counter, which balances uneven rows without a scheduler.
+// atomic counter, which balances uneven rows without a scheduler; chunks are
+// either of one size or shrink as the loop nears its end.
 #pragma once
 #include <atomic>
 #include <condition_variable>
@@ -33,6 +34,13 @@ class ThreadPool {
   void parallel_for(int64_t n, int64_t grain,
                     const std::function<void(int64_t, int64_t, int)>& fn);
 
+  // Like parallel_for, but each fetch takes a share of what is left (half of
+  // an even split between threads), never under min_grain. Early chunks are
+  // long, so each thread streams through memory in few sequential runs; late
+  // ones are short, so threads finish within a few rows of each other.
+  void parallel_for_shrinking(int64_t n, int64_t min_grain,
+                              const std::function<void(int64_t, int64_t, int)>& fn);
+
   // Default thread count: the number of physical-ish cores (hardware threads,
   // halved when SMT is likely), at least 1.
   static int default_threads();
@@ -40,6 +48,7 @@ class ThreadPool {
  private:
   void worker(int index);
   void run_chunks(int thread_index);
+  void run(int64_t n, int64_t grain, bool shrinking, const std::function<void(int64_t, int64_t, int)>& fn);
 
   int n_threads_;
   std::vector<std::thread> workers_;
@@ -50,6 +59,7 @@ class ThreadPool {
   std::atomic<int64_t> next_{0};  // next unclaimed item
   std::atomic<bool> stop_{false};
   int64_t n_ = 0, grain_ = 1;
+  bool shrinking_ = false;
   const std::function<void(int64_t, int64_t, int)>* fn_ = nullptr;
 };
 
