@@ -39,6 +39,26 @@ t.test('logits match the reference within 1e-4 x max|logit|', async (t) => {
   t.ok(worst <= tol, `max |diff| ${worst.toExponential(3)} <= ${tol.toExponential(3)}`);
 });
 
+t.test("every position's logits pick the reference's next greedy token", async (t) => {
+  // Prompt plus the reference's 32 greedy tokens is 55 positions: more than one
+  // block of the engine's all-positions logits (32 rows), so the rows past the
+  // first block are checked too.
+  const model = await loadModel({ model: file, kvCacheType: 'f32', threads: 2 });
+  t.teardown(() => model.close());
+  const vocab = model.info.hparams.vocabSize;
+  const ids = [...golden.prompt_ids, ...golden.greedy_ids];
+  t.ok(ids.length > 33, `${ids.length} positions`);
+  const logits = model.logits(ids.slice(0, -1));
+  t.equal(logits.length, (ids.length - 1) * vocab);
+  const argmax = (p: number): number => {
+    let best = 0;
+    for (let i = 1; i < vocab; i++) if (logits[p * vocab + i]! > logits[p * vocab + best]!) best = i;
+    return best;
+  };
+  const picked = golden.greedy_ids.map((_, k) => argmax(golden.prompt_ids.length - 1 + k));
+  t.same(picked, golden.greedy_ids);
+});
+
 t.test('the tokenizer gives the reference prompt ids', async (t) => {
   const model = await loadModel({ model: file, threads: 1 });
   t.teardown(() => model.close());

@@ -13,8 +13,13 @@ namespace cxr {
 namespace {
 
 // Prompt positions processed per forward chunk: bounds the scratch memory
-// ([chunk, ffn_dim] floats) while keeping matmuls wide enough to be efficient.
-constexpr int64_t kMaxBatch = 256;
+// ([chunk, ffn_dim] floats, ~190 KB a position for 7B) while keeping matmuls
+// wide: a chunk packs each weight panel once, and on the 7B Q4_0 a 1024-token
+// prefill ran at 40.4/39.9 tokens/s in chunks of 256 and 44.6/41.7 in 512s.
+constexpr int64_t kMaxBatch = 512;
+// Logit rows computed per output matmul when every position's logits are
+// wanted; the buffer would otherwise be the largest scratch (n_vocab floats a row).
+constexpr int64_t kLogitRows = 32;
 
 std::vector<float> read_vector(const GgufFile& f, const std::string& name, int64_t n) {
   const GgufTensor& t = f.require_tensor(name, {n});
@@ -115,7 +120,7 @@ TextModel::TextModel(const GgufFile& f, Backend& be, int64_t n_ctx, DType kv_typ
     att_ = be.alloc(B * c.dim);
     hb_ = be.alloc(B * c.ffn_dim);
     hb2_ = be.alloc(B * c.ffn_dim);
-    logits_ = be.alloc(B * c.n_vocab);
+    logits_ = be.alloc(std::min(B, kLogitRows) * c.n_vocab);
   } catch (...) {
     release();
     throw;
@@ -213,9 +218,12 @@ void TextModel::forward_chunk(const int32_t* tokens, const float* embd, int64_t 
   const int64_t first = all_logits ? 0 : n - 1;
   const int64_t rows = n - first;
   be.rmsnorm(x_ + first * dim, w_.out_norm.data(), rows, dim, c.norm_eps, xb_);
-  be.matmul(w_.output, xb_, rows, logits_);
-  be.sync();
-  be.to_host(logits, logits_, rows * c.n_vocab);
+  for (int64_t r = 0; r < rows; r += kLogitRows) {
+    const int64_t m = std::min(kLogitRows, rows - r);
+    be.matmul(w_.output, xb_ + r * dim, m, logits_);
+    be.sync();
+    be.to_host(logits + r * c.n_vocab, logits_, m * c.n_vocab);
+  }
 }
 
 }  // namespace cxr

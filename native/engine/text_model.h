@@ -82,7 +82,7 @@ class TextModel {
   DType kv_type_;
   size_t kv_bytes_ = 0;
   std::vector<void*> k_cache_, v_cache_;  // per layer: [n_ctx, n_kv_heads * head_dim]
-  // Scratch activations for up to max_batch_ rows.
+  // Scratch activations for up to max_batch_ rows (logits_: up to kLogitRows).
   float *x_ = nullptr, *xb_ = nullptr, *q_ = nullptr, *k_ = nullptr, *v_ = nullptr, *att_ = nullptr,
         *hb_ = nullptr, *hb2_ = nullptr, *logits_ = nullptr;
 };
