@@ -46,40 +46,36 @@ int int_offset(DType t) { return t == DType::Q4_0 ? 8 : 0; }
 
 size_t int_panel_bytes(int64_t cols) { return static_cast<size_t>(cols / 32) * kBlockBytes; }
 
-inline __m256i row_offsets(size_t wrow, int nr) {
-  alignas(32) int32_t off[kRows];
-  for (int i = 0; i < kRows; ++i) off[i] = static_cast<int32_t>((i < nr ? i : nr - 1) * wrow);
-  return _mm256_load_si256(reinterpret_cast<const __m256i*>(off));
+// Eight fp16 values to floats, from plain 16-bit loads: a gather does it in
+// one instruction but is microcoded and slow on AMD cores.
+inline __m256 halves8_to_float(const uint16_t* h) {
+  __m128i v = _mm_cvtsi32_si128(h[0]);
+  v = _mm_insert_epi16(v, h[1], 1);
+  v = _mm_insert_epi16(v, h[2], 2);
+  v = _mm_insert_epi16(v, h[3], 3);
+  v = _mm_insert_epi16(v, h[4], 4);
+  v = _mm_insert_epi16(v, h[5], 5);
+  v = _mm_insert_epi16(v, h[6], 6);
+  v = _mm_insert_epi16(v, h[7], 7);
+  return _mm256_cvtph_ps(v);
 }
 
-inline __m256i gather(const uint8_t* base, __m256i idx) {
-  return _mm256_i32gather_epi32(reinterpret_cast<const int*>(base), idx, 1);
-}
-
-// Low 16 bits of each 32-bit lane, as fp16, to 8 floats.
-inline __m256 halves_to_float(__m256i v) {
-  const __m256i pick = _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, -1, -1, -1, -1, -1, -1, -1, -1, 0, 1, 4, 5, 8, 9,
-                                        12, 13, -1, -1, -1, -1, -1, -1, -1, -1);
-  const __m256i packed = _mm256_permute4x64_epi64(_mm256_shuffle_epi8(v, pick), 0x08);
-  return _mm256_cvtph_ps(_mm256_castsi256_si128(packed));
-}
-
-template <DType T>
-inline void gather_block(const uint8_t* w, __m256i idx, int64_t b, __m256i* q, __m256* dw) {
-  if (T == DType::Q4_0) {
-    const uint8_t* blk = w + b * 18;
-    const __m256i low4 = _mm256_set1_epi8(15);
-    for (int g = 0; g < 4; ++g) {
-      const __m256i v = gather(blk + 2 + 4 * g, idx);
-      q[g] = _mm256_and_si256(v, low4);
-      q[g + 4] = _mm256_and_si256(_mm256_srli_epi32(v, 4), low4);
-    }
-    *dw = halves_to_float(gather(blk, idx));
-  } else {
-    const uint8_t* blk = w + b * 34;
-    for (int k = 0; k < 8; ++k) q[k] = gather(blk + 2 + 4 * k, idx);
-    *dw = halves_to_float(gather(blk, idx));
-  }
+// out[g], g = 0..3: dword g of the 16 bytes at row[r] + off, in lane r. Rows r
+// and r + 4 share a register (one per 128-bit half), then the classic 4x4
+// dword transpose, which AVX2's in-lane unpacks do in both halves at once.
+inline void transpose_rows(const uint8_t* const* row, size_t off, __m256i* out) {
+  __m256i y[4];
+  for (int r = 0; r < 4; ++r)
+    y[r] = _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(row[r + 4] + off),
+                               reinterpret_cast<const __m128i*>(row[r] + off));
+  const __m256i t0 = _mm256_unpacklo_epi32(y[0], y[1]);  // r0d0 r1d0 r0d1 r1d1
+  const __m256i t1 = _mm256_unpacklo_epi32(y[2], y[3]);  // r2d0 r3d0 r2d1 r3d1
+  const __m256i t2 = _mm256_unpackhi_epi32(y[0], y[1]);  // r0d2 r1d2 r0d3 r1d3
+  const __m256i t3 = _mm256_unpackhi_epi32(y[2], y[3]);  // r2d2 r3d2 r2d3 r3d3
+  out[0] = _mm256_unpacklo_epi64(t0, t1);
+  out[1] = _mm256_unpackhi_epi64(t0, t1);
+  out[2] = _mm256_unpacklo_epi64(t2, t3);
+  out[3] = _mm256_unpackhi_epi64(t2, t3);
 }
 
 template <DType T, int NT>
@@ -130,16 +126,34 @@ inline void store_rows(float* y, int nr, __m256 v, const float* bias) {
   for (int i = 0; i < nr; ++i) y[i] = tmp[i] + (bias ? bias[i] : 0.0f);
 }
 
+// Copies a panel of nr <= 8 rows into buf, block by block, as the tile wants
+// it: 8 vectors of quants (vector k holds elements 4k..4k+3 of every row, one
+// row per lane; Q4_0's as raw nibbles) and the 8 block scales as floats. Rows
+// past nr repeat the last one; their lanes are never stored.
 template <DType T>
 void pack(const uint8_t* w, size_t wrow, int nr, int64_t nb, uint8_t* buf) {
-  const __m256i idx = row_offsets(wrow, nr);
+  constexpr size_t kBB = T == DType::Q4_0 ? 18 : 34;  // block bytes: f16 scale, then quants
+  const uint8_t* row[kRows];
+  for (int r = 0; r < kRows; ++r) row[r] = w + static_cast<size_t>(r < nr ? r : nr - 1) * wrow;
   for (int64_t b = 0; b < nb; ++b) {
+    const size_t off = static_cast<size_t>(b) * kBB;
     __m256i q[8];
-    __m256 dw;
-    gather_block<T>(w, idx, b, q, &dw);
+    transpose_rows(row, off + 2, q);
+    if constexpr (T == DType::Q4_0) {
+      // Byte j of a Q4_0 block holds element j (low nibble) and j + 16 (high).
+      const __m256i low4 = _mm256_set1_epi8(15);
+      for (int g = 0; g < 4; ++g) {
+        q[g + 4] = _mm256_and_si256(_mm256_srli_epi32(q[g], 4), low4);
+        q[g] = _mm256_and_si256(q[g], low4);
+      }
+    } else {
+      transpose_rows(row, off + 18, q + 4);
+    }
+    uint16_t h[kRows];
+    for (int r = 0; r < kRows; ++r) std::memcpy(&h[r], row[r] + off, 2);
     uint8_t* dst = buf + b * kBlockBytes;
     for (int k = 0; k < 8; ++k) _mm256_store_si256(reinterpret_cast<__m256i*>(dst + 32 * k), q[k]);
-    _mm256_store_ps(reinterpret_cast<float*>(dst + 256), dw);
+    _mm256_store_ps(reinterpret_cast<float*>(dst + 256), halves8_to_float(h));
   }
 }
 
@@ -229,22 +243,12 @@ inline __m256 gemv_pair_q4(const uint8_t* blk, const int8_t* xq, __m256 p, __m25
   return _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), p, acc);
 }
 
-// The fp16 scales of eight consecutive blocks (kBB bytes apart) as floats:
-// eight 16-bit loads into one vector. A gather does it in one instruction but
-// is slow on AMD cores.
+// The fp16 scales of eight consecutive blocks (kBB bytes apart) as floats.
 template <int kBB>
 inline __m256 scales8(const uint8_t* g) {
   uint16_t h[8];
   for (int j = 0; j < 8; ++j) std::memcpy(&h[j], g + j * kBB, 2);
-  __m128i v = _mm_cvtsi32_si128(h[0]);
-  v = _mm_insert_epi16(v, h[1], 1);
-  v = _mm_insert_epi16(v, h[2], 2);
-  v = _mm_insert_epi16(v, h[3], 3);
-  v = _mm_insert_epi16(v, h[4], 4);
-  v = _mm_insert_epi16(v, h[5], 5);
-  v = _mm_insert_epi16(v, h[6], 6);
-  v = _mm_insert_epi16(v, h[7], 7);
-  return _mm256_cvtph_ps(v);
+  return halves8_to_float(h);
 }
 
 template <DType T>
