@@ -54,6 +54,8 @@ interface Options {
   threads: number;
   prompt: number;
   gen: number;
+  /** Prompt length of the second text measurement, where a report decodes (0: skip it). */
+  reportContext: number;
   runs: number;
   compare: boolean;
   /** native: every engine uses the best kernels for this CPU; avx2: every engine is held to AVX2/FMA. */
@@ -74,6 +76,8 @@ const USAGE = `Usage: npm run bench -- [options]
   --threads N          CPU threads for every engine (default 2)
   --prompt N           prefill tokens, BOS included (default 512)
   --gen N              decode tokens (default 64)
+  --report-context N   prompt tokens of a second text run, at the context where a report decodes
+                       (default 1100: 1024 image tokens + 76 text); 0 skips it
   --runs N             measured runs per engine (default 3)
   --report-prompt N    text tokens around the image in the report run (default 76: ~1100 with the image)
   --report-gen N       tokens decoded in the report run (default 100)
@@ -100,6 +104,7 @@ function parseOptions(argv: string[]): Options {
       threads: { type: 'string' },
       prompt: { type: 'string' },
       gen: { type: 'string' },
+      'report-context': { type: 'string' },
       runs: { type: 'string' },
       'report-prompt': { type: 'string' },
       'report-gen': { type: 'string' },
@@ -134,6 +139,7 @@ function parseOptions(argv: string[]): Options {
     threads: positiveInt('threads', values.threads, 2),
     prompt: positiveInt('prompt', values.prompt, 512),
     gen: positiveInt('gen', values.gen, 64),
+    reportContext: values['report-context'] === '0' ? 0 : positiveInt('report-context', values['report-context'], 1100),
     runs: positiveInt('runs', values.runs, 3),
     compare: values.compare ?? false,
     isa,
@@ -284,23 +290,31 @@ function textFlopsPerToken(shape: ShapeName, ctx: number): number {
   return hp.numLayers * perLayer + 2 * d * hp.vocabSize;
 }
 
+interface TextSamples {
+  /** Prompt tokens of these runs. */
+  prompt: number;
+  ours: Sample[];
+  llamaCpp: Sample[];
+}
+
 interface TextResult {
   type: BenchType;
   file: string;
-  ours: Sample[];
-  llamaCpp: Sample[];
+  /** The --prompt runs, then (unless --report-context 0) the runs at a report's context. */
+  runs: TextSamples[];
 }
 
 async function benchText(o: Options, type: BenchType, compare: boolean): Promise<TextResult> {
   const file = await ensureModel(o, type);
   const hp = SHAPES[o.shape];
-  const contextSize = o.prompt + o.gen + 16;
+  const prompts = o.reportContext ? [o.prompt, o.reportContext] : [o.prompt];
+  const contextSize = Math.max(...prompts) + o.gen + 16;
   log(`[text ${type}] loading (threads ${o.threads}, context ${contextSize}, KV cache f16)`);
   const ours = await native().loadModel({ model: file, threads: o.threads, contextSize, kvType: 'f16' });
   const lc = compare ? await LlamaCppModel.load(file, { threads: o.threads, contextSize, batchSize: Math.min(o.prompt, 512) }) : null;
   if (lc) llamaCppVariant ??= loadedCpuVariant() ?? undefined;
   const bos = ours.info().tokenizer.bos;
-  const res: TextResult = { type, file, ours: [], llamaCpp: [] };
+  const res: TextResult = { type, file, runs: prompts.map((prompt) => ({ prompt, ours: [], llamaCpp: [] })) };
   try {
     // Warm-up, twice and alternating: touches every weight page once, and the first run
     // after the other engine was busy is measurably slower.
@@ -310,17 +324,19 @@ async function benchText(o: Options, type: BenchType, compare: boolean): Promise
       if (lc) await llamaRun(lc, warm, 4);
     }
     for (let r = 0; r < o.runs; r++) {
-      // A fresh prompt per run, so no engine can reuse a cached prefix beyond BOS.
-      const prompt = randomPrompt(o.prompt, hp.vocabSize, bos);
-      const order: ('ours' | 'llamaCpp')[] = lc && r % 2 === 1 ? ['llamaCpp', 'ours'] : ['ours', 'llamaCpp'];
-      for (const who of order) {
-        if (who === 'llamaCpp' && !lc) continue;
-        const s = who === 'ours' ? await oursRun(ours, prompt, o.gen) : await llamaRun(lc!, prompt, o.gen);
-        res[who].push(s);
-        log(
-          `[text ${type}] run ${r + 1}/${o.runs} ${who === 'ours' ? 'ours     ' : 'llama.cpp'}: prefill ${rate(s.prefillTokens, s.prefillMs).toFixed(2)} tok/s, ` +
-            `decode ${rate(s.decodeTokens, s.decodeMs).toFixed(2)} tok/s`,
-        );
+      for (const set of res.runs) {
+        // A fresh prompt per run, so no engine can reuse a cached prefix beyond BOS.
+        const prompt = randomPrompt(set.prompt, hp.vocabSize, bos);
+        const order: ('ours' | 'llamaCpp')[] = lc && r % 2 === 1 ? ['llamaCpp', 'ours'] : ['ours', 'llamaCpp'];
+        for (const who of order) {
+          if (who === 'llamaCpp' && !lc) continue;
+          const s = who === 'ours' ? await oursRun(ours, prompt, o.gen) : await llamaRun(lc!, prompt, o.gen);
+          set[who].push(s);
+          log(
+            `[text ${type}] run ${r + 1}/${o.runs}, prompt ${set.prompt}, ${who === 'ours' ? 'ours     ' : 'llama.cpp'}: prefill ${rate(s.prefillTokens, s.prefillMs).toFixed(2)} tok/s, ` +
+              `decode ${rate(s.decodeTokens, s.decodeMs).toFixed(2)} tok/s`,
+          );
+        }
       }
     }
   } finally {
@@ -509,19 +525,19 @@ async function main(): Promise<void> {
     );
   }
   const rows: string[][] = [['', 'ours', 'anchor', 'ratio', 'target', 'ours vs roofline']];
-  for (const t of text) {
-    const bytes = weightBytesPerToken(t.file) + kvBytes(o.shape, o.prompt + o.gen / 2);
+  for (const t of text) for (const set of t.runs) {
+    const bytes = weightBytesPerToken(t.file) + kvBytes(o.shape, set.prompt + o.gen / 2);
     for (const which of ['prefill', 'decode'] as const) {
       const r = (s: Sample): number => (which === 'prefill' ? rate(s.prefillTokens, s.prefillMs) : rate(s.decodeTokens, s.decodeMs));
-      const a = median(t.ours.map(r));
-      const b = t.llamaCpp.length ? median(t.llamaCpp.map(r)) : NaN;
+      const a = median(set.ours.map(r));
+      const b = set.llamaCpp.length ? median(set.llamaCpp.map(r)) : NaN;
       const frac = !roof
         ? NaN
         : which === 'decode'
           ? (a * bytes) / (roof.read_gb_s * 1e9)
-          : (a * textFlopsPerToken(o.shape, o.prompt / 2)) / (roof.peak_gflop_s * 1e9);
+          : (a * textFlopsPerToken(o.shape, set.prompt / 2)) / (roof.peak_gflop_s * 1e9);
       rows.push([
-        `${o.shape} ${t.type} ${which} ${which === 'prefill' ? o.prompt : o.gen} tok (tok/s)`,
+        `${o.shape} ${t.type} ${which === 'prefill' ? `prefill ${set.prompt} tok` : `decode ${o.gen} tok after ${set.prompt}`} (tok/s)`,
         fmt(a),
         fmt(b),
         fmt(a / b, 3),

@@ -21,11 +21,18 @@ namespace cxr {
 struct GgufTensor;
 
 // A 2-D weight matrix [rows, cols] (ggml ne = {cols, rows}) as the backend sees it.
+// How a weight's rows are laid out in memory.
+enum class WeightLayout : uint8_t {
+  Rows,    // row after row, as in the file
+  Q4_0x8,  // Q4_0 rows interleaved eight at a time (repack.h)
+};
+
 struct Weight {
   DType type = DType::F32;
   int64_t rows = 0, cols = 0;
-  const void* data = nullptr;  // CPU: a view into the mmapped file, never a copy
+  const void* data = nullptr;  // CPU: a view into the mmapped file, or a repacked copy (layout)
   void* device = nullptr;      // device copy, for backends that need one
+  WeightLayout layout = WeightLayout::Rows;
 };
 
 // Attention over a KV cache. K and V for position p of layer l are rows of
@@ -59,6 +66,9 @@ class Backend {
   virtual void from_host(float* dst, const float* src, size_t n) = 0;
   // Makes a tensor from the file usable as a weight (CPU: wraps the mapping).
   virtual Weight weight(const GgufTensor& t) = 0;
+  // The same for a weight only ever used by matmul, which a backend may
+  // rearrange for its kernels (CPU: Q4_0 into q4_0x8); never given to get_rows.
+  virtual Weight matmul_weight(const GgufTensor& t) { return weight(t); }
 
   // --- ops (every pointer is backend memory unless said otherwise) -----------
   // y[n, W.rows] = x[n, W.cols] · Wᵀ (+ bias[W.rows] if given, a host F32 vector)

@@ -16,6 +16,7 @@
 #include <cstring>
 
 #include "gemm.h"
+#include "repack.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
 
@@ -172,10 +173,9 @@ void packed_tile(const uint8_t* buf, const QActs& x, int64_t t0, int nr, float* 
   for (int t = 0; t < NT; ++t) store_rows(y + (t0 + t) * ldy, nr, acc[t], bias);
 }
 
+// Every token of x against a packed panel of nr rows, kTile tokens at a time.
 template <DType T>
-void int_panel_t(const uint8_t* w, size_t wrow, int nr, const QActs& x, float* y, int64_t ldy, const float* bias,
-                 uint8_t* buf) {
-  pack<T>(w, wrow, nr, x.nb, buf);
+void run_tiles(const uint8_t* buf, const QActs& x, int nr, float* y, int64_t ldy, const float* bias) {
   int64_t t0 = 0;
   for (; t0 + kTile <= x.n; t0 += kTile) packed_tile<T, kTile>(buf, x, t0, nr, y, ldy, bias);
   switch (x.n - t0) {
@@ -186,12 +186,38 @@ void int_panel_t(const uint8_t* w, size_t wrow, int nr, const QActs& x, float* y
   }
 }
 
+template <DType T>
+void int_panel_t(const uint8_t* w, size_t wrow, int nr, const QActs& x, float* y, int64_t ldy, const float* bias,
+                 uint8_t* buf) {
+  pack<T>(w, wrow, nr, x.nb, buf);
+  run_tiles<T>(buf, x, nr, y, ldy, bias);
+}
+
 void int_panel(DType t, const uint8_t* w, size_t wrow, int nr, const QActs& x, float* y, int64_t ldy,
                const float* bias, uint8_t* buf) {
   if (t == DType::Q4_0)
     int_panel_t<DType::Q4_0>(w, wrow, nr, x, y, ldy, bias, buf);
   else
     int_panel_t<DType::Q8_0>(w, wrow, nr, x, y, ldy, bias, buf);
+}
+
+// A q4_0x8 group is already a panel but for the nibble split: chunk c holds
+// dword c of every row's quants, one row per lane (repack.h).
+void q4x8_panel(const uint8_t* w, int nr, const QActs& x, float* y, int64_t ldy, const float* bias, uint8_t* buf) {
+  const __m256i low4 = _mm256_set1_epi8(15);
+  for (int64_t b = 0; b < x.nb; ++b) {
+    const uint8_t* src = w + b * kQ4x8BlockBytes;
+    uint8_t* dst = buf + b * kBlockBytes;
+    for (int c = 0; c < 4; ++c) {
+      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + 16 + 32 * c));
+      _mm256_store_si256(reinterpret_cast<__m256i*>(dst + 32 * c), _mm256_and_si256(v, low4));
+      _mm256_store_si256(reinterpret_cast<__m256i*>(dst + 32 * (c + 4)),
+                         _mm256_and_si256(_mm256_srli_epi16(v, 4), low4));
+    }
+    _mm256_store_ps(reinterpret_cast<float*>(dst + 256),
+                    _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src))));
+  }
+  run_tiles<DType::Q4_0>(buf, x, nr, y, ldy, bias);
 }
 
 // --- decode: one token ---------------------------------------------------------
@@ -384,8 +410,46 @@ void float_chunk(DType t, const uint8_t* w, size_t wrow, int nr, int64_t cols, c
   }
 }
 
+}  // namespace
+
+// q4_0x8 decode: eight rows per 256-bit vector, one per lane (repack.h). Per
+// block, four 32-byte loads give all eight rows' quants; each nibble half
+// meets one broadcast dword of the activations in VPMADDUBSW. The eight int16
+// pair sums stay under 8 * 2 * 15 * 128 = 30720 over a block, so they widen
+// once per block, and the eight scales are one load and one convert.
+void q4x8_gemv_avx2(const uint8_t* w, int64_t groups, const QActs& x, float* y, const float* bias) {
+  const __m256i low4 = _mm256_set1_epi8(15);
+  const __m256i ones = _mm256_set1_epi16(1);
+  for (int64_t g = 0; g < groups; ++g) {
+    const uint8_t* p = w + static_cast<size_t>(g * x.nb) * kQ4x8BlockBytes;
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t b = 0; b < x.nb; ++b, p += kQ4x8BlockBytes) {
+      for (int l = 0; l < static_cast<int>(kQ4x8BlockBytes); l += 64)
+        _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetchBytes + l), _MM_HINT_T0);
+      const int8_t* xq = x.q + b * 32;
+      __m256i s16 = _mm256_setzero_si256();
+      for (int c = 0; c < 4; ++c) {
+        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 16 + 32 * c));
+        s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(_mm256_and_si256(v, low4),
+                                                         _mm256_set1_epi32(load_i32(xq + 4 * c))));
+        s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v, 4), low4),
+                                                         _mm256_set1_epi32(load_i32(xq + 16 + 4 * c))));
+      }
+      const __m256i s = _mm256_add_epi32(_mm256_madd_epi16(s16, ones), _mm256_set1_epi32(x.corr[b]));
+      const __m256 d = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))),
+                                     _mm256_set1_ps(x.d[b]));
+      acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), d, acc);
+    }
+    if (bias) acc = _mm256_add_ps(acc, _mm256_loadu_ps(bias + 8 * g));
+    _mm256_storeu_ps(y + 8 * g, acc);
+  }
+}
+
+namespace {
+
 const GemmKernels kKernels = {
-    "avx2", kRows, int_offset, int_panel_bytes, int_panel, int_gemv, 2, kChunkRows, kKBlock, float_chunk_bytes, float_chunk,
+    "avx2", kRows, int_offset, int_panel_bytes, int_panel, int_gemv, 2, q4x8_gemv_avx2, q4x8_panel,
+    kChunkRows, kKBlock, float_chunk_bytes, float_chunk,
 };
 
 }  // namespace

@@ -15,6 +15,7 @@
 #include <cstring>
 
 #include "gemm.h"
+#include "repack.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
 
@@ -170,10 +171,8 @@ void packed_tile(const uint8_t* buf, const QActs& x, int64_t t0, __mmask16 m, fl
   for (int t = 0; t < NT; ++t) store_rows(y + (t0 + t) * ldy, m, acc[t], bias);
 }
 
-template <DType T>
-void int_panel_t(const uint8_t* w, size_t wrow, int nr, const QActs& x, float* y, int64_t ldy, const float* bias,
-                 uint8_t* buf) {
-  pack<T>(w, wrow, nr, x.nb, buf);
+// Every token of x against a packed panel of nr rows, kTile tokens at a time.
+void run_tiles(const uint8_t* buf, const QActs& x, int nr, float* y, int64_t ldy, const float* bias) {
   const __mmask16 m = static_cast<__mmask16>((1u << nr) - 1);
   int64_t t0 = 0;
   for (; t0 + kTile <= x.n; t0 += kTile) packed_tile<kTile>(buf, x, t0, m, y, ldy, bias);
@@ -189,12 +188,45 @@ void int_panel_t(const uint8_t* w, size_t wrow, int nr, const QActs& x, float* y
   }
 }
 
+template <DType T>
+void int_panel_t(const uint8_t* w, size_t wrow, int nr, const QActs& x, float* y, int64_t ldy, const float* bias,
+                 uint8_t* buf) {
+  pack<T>(w, wrow, nr, x.nb, buf);
+  run_tiles(buf, x, nr, y, ldy, bias);
+}
+
 void int_panel(DType t, const uint8_t* w, size_t wrow, int nr, const QActs& x, float* y, int64_t ldy,
                const float* bias, uint8_t* buf) {
   if (t == DType::Q4_0)
     int_panel_t<DType::Q4_0>(w, wrow, nr, x, y, ldy, bias, buf);
   else
     int_panel_t<DType::Q8_0>(w, wrow, nr, x, y, ldy, bias, buf);
+}
+
+// q4_0x8 panels: sixteen rows are two groups (repack.h), whose chunk c each
+// hold dword c of eight rows' quants, so a packed vector is two 256-bit loads
+// side by side. With nr == 8 the second half repeats the first (not stored).
+void q4x8_panel(const uint8_t* w, int nr, const QActs& x, float* y, int64_t ldy, const float* bias, uint8_t* buf) {
+  const size_t group_bytes = static_cast<size_t>(x.nb) * kQ4x8BlockBytes;
+  const uint8_t* w2 = nr > 8 ? w + group_bytes : w;
+  const __m512i low4 = _mm512_set1_epi8(15);
+  for (int64_t b = 0; b < x.nb; ++b) {
+    const uint8_t* s0 = w + b * kQ4x8BlockBytes;
+    const uint8_t* s1 = w2 + b * kQ4x8BlockBytes;
+    uint8_t* dst = buf + b * kBlockBytes;
+    for (int c = 0; c < 4; ++c) {
+      const __m512i v = _mm512_inserti64x4(
+          _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(s0 + 16 + 32 * c))),
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s1 + 16 + 32 * c)), 1);
+      _mm512_store_si512(dst + 64 * c, _mm512_and_si512(v, low4));
+      _mm512_store_si512(dst + 64 * (c + 4), _mm512_and_si512(_mm512_srli_epi16(v, 4), low4));
+    }
+    const __m256i d = _mm256_inserti128_si256(
+        _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s0))),
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(s1)), 1);
+    _mm512_store_ps(dst + 512, _mm512_cvtph_ps(d));
+  }
+  run_tiles(buf, x, nr, y, ldy, bias);
 }
 
 // --- decode: one token ---------------------------------------------------------
@@ -469,7 +501,8 @@ void float_chunk(DType t, const uint8_t* w, size_t wrow, int nr, int64_t cols, c
 }
 
 const GemmKernels kKernels = {
-    "avx512vnni", kRows, int_offset, int_panel_bytes, int_panel, int_gemv, kQ4Group, kChunkRows, kKBlock, float_chunk_bytes, float_chunk,
+    "avx512vnni", kRows, int_offset, int_panel_bytes, int_panel, int_gemv, kQ4Group, q4x8_gemv_avx2, q4x8_panel,
+    kChunkRows, kKBlock, float_chunk_bytes, float_chunk,
 };
 
 }  // namespace

@@ -2,6 +2,7 @@
 #include "host_memory.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -14,7 +15,7 @@
 
 namespace cxr {
 
-void* alloc_host(size_t bytes) {
+void* alloc_host(size_t bytes, bool zero) {
   constexpr size_t kHugePage = size_t{2} << 20;
   const bool huge = bytes >= kHugePage;
   const size_t align = huge ? kHugePage : 64;
@@ -26,10 +27,24 @@ void* alloc_host(size_t bytes) {
   // (THP switched off) leaves ordinary pages, which is only slower.
   if (huge) madvise(p, size, MADV_HUGEPAGE);
 #endif
-  std::memset(p, 0, size);
+  if (zero) std::memset(p, 0, size);
   return p;
 }
 
 void free_host(void* p) { std::free(p); }
+
+void release_mapped(const void* p, size_t bytes) {
+#if defined(__linux__)
+  constexpr uintptr_t kPage = 4096;
+  const uintptr_t begin = (reinterpret_cast<uintptr_t>(p) + kPage - 1) & ~(kPage - 1);
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(p) + bytes) & ~(kPage - 1);
+  // Only whole pages inside the range: a page shared with a neighbouring
+  // tensor stays. Advice, so a failure changes nothing but memory use.
+  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+#else
+  (void)p;
+  (void)bytes;
+#endif
+}
 
 }  // namespace cxr

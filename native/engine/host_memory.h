@@ -12,10 +12,16 @@
 
 namespace cxr {
 
-// A zeroed buffer of `bytes`, 64-byte aligned; from 2 MiB up it is 2 MiB
-// aligned and asks for transparent huge pages (Linux). Free with free_host().
-// Throws EngineError(kArgument) when memory runs out.
-void* alloc_host(size_t bytes);
+// A buffer of `bytes`, zeroed unless zero is false, 64-byte aligned; from
+// 2 MiB up it is 2 MiB aligned and asks for transparent huge pages (Linux).
+// Free with free_host(). Throws EngineError(kArgument) when memory runs out.
+void* alloc_host(size_t bytes, bool zero = true);
 void free_host(void* p);
+
+// Says that [p, p + bytes) of a read-only file mapping will not be read
+// again for a while: its whole pages leave the process's resident set (the
+// OS page cache keeps the file; a later read maps them back). Used once a
+// weight has been repacked into a buffer of its own (Linux; elsewhere a no-op).
+void release_mapped(const void* p, size_t bytes);
 
 }  // namespace cxr

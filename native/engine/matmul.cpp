@@ -8,6 +8,9 @@
 //     chunks of rows converted to f32 a K block at a time.
 //   Everything else (K-quants, single tokens with float weights, forced
 //     scalar kernels): the traits table's vec_dot, row by row.
+// Q4_0 weights the CPU backend repacked (WeightLayout::Q4_0x8, repack.h) take
+// the integer route through the q4x8 kernels, or the vec_dot route a row
+// group at a time, unpacked.
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
@@ -18,6 +21,7 @@
 #include "gemm.h"
 #include "quant_blocks.h"
 #include "quants.h"
+#include "repack.h"
 
 namespace cxr {
 namespace detail {
@@ -148,6 +152,24 @@ void vec_dot_matmul(ThreadPool& pool, const Weight& W, const float* x, int64_t n
   }
   const uint8_t* wbase = static_cast<const uint8_t*>(W.data);
   const uint8_t* xbase = static_cast<const uint8_t*>(xq);
+  if (W.layout == WeightLayout::Q4_0x8) {
+    // A row group at a time, unpacked to plain rows, so the numbers are the
+    // Q4_0 vec_dot's own.
+    pool.parallel_for(rows / kQ4x8Rows, 1, [&](int64_t g0, int64_t g1, int) {
+      uint8_t* rows8 = thread_buffer(kQ4x8Rows * wrow);
+      for (int64_t g = g0; g < g1; ++g) {
+        unpack_q4_0_x8_group(wbase + g * kQ4x8Rows * wrow, cols, rows8);
+        for (int64_t t = 0; t < n; ++t)
+          for (int i = 0; i < kQ4x8Rows; ++i) {
+            const int64_t r = g * kQ4x8Rows + i;
+            float s;
+            wt.vec_dot(cols, &s, rows8 + i * wrow, xbase + t * xrow);
+            y[t * rows + r] = s + (bias ? bias[r] : 0.0f);
+          }
+      }
+    });
+    return;
+  }
   pool.parallel_for(rows, kRowGrain, [&](int64_t r0, int64_t r1, int) {
     for (int64_t t0 = 0; t0 < n; t0 += kTokenTile) {
       const int64_t t1 = std::min(n, t0 + kTokenTile);
@@ -172,8 +194,10 @@ void int_matmul(ThreadPool& pool, const GemmKernels& panel_kernels, const Weight
   // Decoding may pair the panel set with another set's GEMV (gemv_kernels()).
   const GemmKernels& gk = gemv ? *detail::gemv_kernels() : panel_kernels;
   const int offset = gk.int_offset(W.type);
-  // Q4_0 decode wants its activations in the kernel's group order (gemm.h).
-  const int64_t group = gemv && W.type == DType::Q4_0 ? gk.q4_gemv_group : 1;
+  // Q4_0 decode wants its activations in the kernel's group order (gemm.h),
+  // except from repacked weights.
+  const bool x8 = W.layout == WeightLayout::Q4_0x8;
+  const int64_t group = gemv && W.type == DType::Q4_0 && !x8 ? gk.q4_gemv_group : 1;
   const int64_t grouped = nb / group * group;  // blocks in whole groups
 
   // Scratch: quants, scales and corrections (gemm.h's QActs), block-major for
@@ -216,6 +240,33 @@ void int_matmul(ThreadPool& pool, const GemmKernels& panel_kernels, const Weight
   });
 
   const uint8_t* wbase = static_cast<const uint8_t*>(W.data);
+  if (x8) {
+    // Row groups of 8 (repack.h); rows is a multiple of 8 and a group's rows
+    // are as many bytes as 8 plain rows, so row r0 of a group starts at r0 * wrow.
+    if (gemv) {
+      pool.parallel_for_shrinking(rows / kQ4x8Rows, kGemvMinRows / kQ4x8Rows, [&](int64_t g0, int64_t g1, int) {
+        for (int64_t t = 0; t < n; ++t) {
+          const QActs one{xq + t * nb * 32, xd + t * nb, xc + t * nb, 1, nb};
+          gk.q4x8_gemv(wbase + g0 * kQ4x8Rows * wrow, g1 - g0, one, y + t * rows + g0 * kQ4x8Rows,
+                       bias ? bias + g0 * kQ4x8Rows : nullptr);
+        }
+      });
+      return;
+    }
+    const QActs acts{xq, xd, xc, n, nb};
+    const int P = gk.panel_rows;  // a multiple of 8
+    const int64_t panels = (rows + P - 1) / P;
+    const size_t buf_bytes = gk.int_panel_bytes(cols);
+    pool.parallel_for(panels, 1, [&](int64_t p0, int64_t p1, int) {
+      uint8_t* buf = thread_buffer(buf_bytes);
+      for (int64_t p = p0; p < p1; ++p) {
+        const int64_t r0 = p * P;
+        const int nr = static_cast<int>(std::min<int64_t>(P, rows - r0));
+        gk.q4x8_panel(wbase + r0 * wrow, nr, acts, y + r0, rows, bias ? bias + r0 : nullptr, buf);
+      }
+    });
+    return;
+  }
   if (gemv) {
     pool.parallel_for_shrinking(rows, kGemvMinRows, [&](int64_t r0, int64_t r1, int) {
       for (int64_t t = 0; t < n; ++t) {

@@ -32,6 +32,11 @@ Weight read_matrix(const GgufFile& f, Backend& be, const std::string& name, int6
   return be.weight(f.require_tensor(name, {cols, rows}));
 }
 
+// A matrix only matmul reads, which the backend may rearrange (matmul_weight).
+Weight read_matmul_weight(const GgufFile& f, Backend& be, const std::string& name, int64_t rows, int64_t cols) {
+  return be.matmul_weight(f.require_tensor(name, {cols, rows}));
+}
+
 int32_t as_i32(const GgufFile& f, const char* key, uint64_t v, uint64_t max) {
   if (v == 0 || v > max)
     throw EngineError(err::kModel, f.path() + ": " + key + " = " + std::to_string(v) + " is out of range");
@@ -79,24 +84,25 @@ TextModel::TextModel(const GgufFile& f, Backend& be, int64_t n_ctx, DType kv_typ
   const LlamaConfig& c = cfg_;
   const int64_t kv_dim = static_cast<int64_t>(c.n_kv_heads) * c.head_dim;
 
-  // Weights: views into the mapping (norm vectors are copied to F32: tiny).
+  // Weights: views into the mapping, or the backend's rearranged copies of
+  // matmul-only ones (norm vectors are copied to F32: tiny).
   w_.tok_embd = read_matrix(f, be, "token_embd.weight", c.n_vocab, c.dim);
   w_.layers.resize(c.n_layers);
   for (int l = 0; l < c.n_layers; ++l) {
     const std::string p = "blk." + std::to_string(l) + ".";
     LlamaLayer& L = w_.layers[l];
     L.attn_norm = read_vector(f, p + "attn_norm.weight", c.dim);
-    L.wq = read_matrix(f, be, p + "attn_q.weight", c.dim, c.dim);
-    L.wk = read_matrix(f, be, p + "attn_k.weight", kv_dim, c.dim);
-    L.wv = read_matrix(f, be, p + "attn_v.weight", kv_dim, c.dim);
-    L.wo = read_matrix(f, be, p + "attn_output.weight", c.dim, c.dim);
+    L.wq = read_matmul_weight(f, be, p + "attn_q.weight", c.dim, c.dim);
+    L.wk = read_matmul_weight(f, be, p + "attn_k.weight", kv_dim, c.dim);
+    L.wv = read_matmul_weight(f, be, p + "attn_v.weight", kv_dim, c.dim);
+    L.wo = read_matmul_weight(f, be, p + "attn_output.weight", c.dim, c.dim);
     L.ffn_norm = read_vector(f, p + "ffn_norm.weight", c.dim);
-    L.w_gate = read_matrix(f, be, p + "ffn_gate.weight", c.ffn_dim, c.dim);
-    L.w_up = read_matrix(f, be, p + "ffn_up.weight", c.ffn_dim, c.dim);
-    L.w_down = read_matrix(f, be, p + "ffn_down.weight", c.dim, c.ffn_dim);
+    L.w_gate = read_matmul_weight(f, be, p + "ffn_gate.weight", c.ffn_dim, c.dim);
+    L.w_up = read_matmul_weight(f, be, p + "ffn_up.weight", c.ffn_dim, c.dim);
+    L.w_down = read_matmul_weight(f, be, p + "ffn_down.weight", c.dim, c.ffn_dim);
   }
   w_.out_norm = read_vector(f, "output_norm.weight", c.dim);
-  w_.output = f.tensor("output.weight") ? read_matrix(f, be, "output.weight", c.n_vocab, c.dim) : w_.tok_embd;
+  w_.output = f.tensor("output.weight") ? read_matmul_weight(f, be, "output.weight", c.n_vocab, c.dim) : w_.tok_embd;
 
   n_ctx_ = n_ctx > 0 ? n_ctx : std::min<int64_t>(c.ctx_train, 4096);
   if (n_ctx_ > (int64_t{1} << 20)) throw EngineError(err::kArgument, "context size is too large");

@@ -17,6 +17,7 @@
 #include "gemm.h"
 #include "quant_blocks.h"
 #include "quants.h"
+#include "repack.h"
 #include "test.h"
 #include "threadpool.h"
 
@@ -88,13 +89,21 @@ void reference(const Problem& p, const Data& d, std::vector<float>* y, std::vect
 }
 
 // Runs cpu_matmul and returns the number of elements outside the limit.
+// With x8, the weight goes in as the CPU backend's q4_0x8 copy (repack.h).
 int check(const Problem& p, const Data& d, const std::vector<float>& yref, const std::vector<double>& mag,
-          ThreadPool& pool, const char* route) {
+          ThreadPool& pool, const char* route, bool x8 = false) {
   Weight W;
   W.type = p.type;
   W.rows = p.rows;
   W.cols = p.cols;
   W.data = d.w.data();
+  std::vector<uint8_t> repacked;
+  if (x8) {
+    repacked.resize(d.w.size());
+    repack_q4_0_x8(pool, d.w.data(), p.rows, p.cols, repacked.data());
+    W.data = repacked.data();
+    W.layout = WeightLayout::Q4_0x8;
+  }
   // Canary-filled output: every element must be written.
   std::vector<float> y(yref.size() + 1, std::nanf(""));
   std::vector<uint8_t> scratch;
@@ -173,17 +182,17 @@ std::vector<Problem> problems(DType t) {
 
 // Checks p against its reference on every kernel set this CPU has (and,
 // with scalar, on the forced scalar kernels too), one CHECK per route.
-void check_every_route(const Problem& p, const Data& d, ThreadPool& pool, bool scalar) {
+void check_every_route(const Problem& p, const Data& d, ThreadPool& pool, bool scalar, bool x8 = false) {
   std::vector<float> yref;
   std::vector<double> mag;
   reference(p, d, &yref, &mag);
   for (const Route& r : routes()) {
     Override o(r);
-    CHECK(check(p, d, yref, mag, pool, r.name) == 0);
+    CHECK(check(p, d, yref, mag, pool, r.name, x8) == 0);
   }
   if (scalar) {
     ScalarMode forced(true);
-    CHECK(check(p, d, yref, mag, pool, "scalar") == 0);
+    CHECK(check(p, d, yref, mag, pool, "scalar", x8) == 0);
   }
 }
 
@@ -200,6 +209,40 @@ TEST(matmul_every_route_matches_reference) {
       check_every_route(p, make(p, seed++), pool, true);
     }
   }
+}
+
+// Q4_0 repacked eight rows at a time: decode (1-3 tokens) and panels, row
+// counts that leave a lone group of 8 after the 16-row panels, rows of 2, 19
+// and 27 blocks, with and without bias, on every route (the vec_dot route
+// unpacks a group at a time).
+TEST(matmul_q4_0_x8_matches_reference) {
+  ThreadPool pool(2);
+  unsigned seed = 500;
+  for (int64_t rows : {8, 24, 64, 136})
+    for (int64_t cols : {64, 608, 864})
+      for (int64_t n : {1, 2, 3, 4, 9, 17}) {
+        const Problem p{DType::Q4_0, rows, cols, n, (rows + n) % 2 == 0};
+        check_every_route(p, make(p, seed++), pool, n == 1 || n == 9, true);
+      }
+}
+
+// The layout moves bytes only: unpacking a group gives the rows back.
+TEST(repack_q4_0_x8_round_trips) {
+  ThreadPool pool(2);
+  const Problem p{DType::Q4_0, 24, 608, 1, false};
+  const Data d = make(p, 77);
+  std::vector<uint8_t> x8(d.w.size()), back(d.w.size());
+  repack_q4_0_x8(pool, d.w.data(), p.rows, p.cols, x8.data());
+  CHECK(x8 != d.w);
+  const size_t group = d.w.size() / 3;
+  for (int g = 0; g < 3; ++g) unpack_q4_0_x8_group(x8.data() + g * group, p.cols, back.data() + g * group);
+  CHECK(back == d.w);
+  // Block 0 of group 1: row 8's scale first, then row 9's; chunk 0 starts with row 8's first quant bytes.
+  const size_t row = d.w.size() / p.rows;
+  CHECK(std::memcmp(x8.data() + group, d.w.data() + 8 * row, 2) == 0);
+  CHECK(std::memcmp(x8.data() + group + 2, d.w.data() + 9 * row, 2) == 0);
+  CHECK(std::memcmp(x8.data() + group + 16, d.w.data() + 8 * row + 2, 4) == 0);
+  CHECK(std::memcmp(x8.data() + group + 20, d.w.data() + 9 * row + 2, 4) == 0);
 }
 
 TEST(matmul_single_thread_matches_reference) {
