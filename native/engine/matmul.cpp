@@ -240,45 +240,25 @@ void int_matmul(ThreadPool& pool, const GemmKernels& panel_kernels, const Weight
   });
 
   const uint8_t* wbase = static_cast<const uint8_t*>(W.data);
-  if (x8) {
-    // Row groups of 8 (repack.h); rows is a multiple of 8 and a group's rows
-    // are as many bytes as 8 plain rows, so row r0 of a group starts at r0 * wrow.
-    if (gemv) {
-      pool.parallel_for_shrinking(rows / kQ4x8Rows, kGemvMinRows / kQ4x8Rows, [&](int64_t g0, int64_t g1, int) {
-        for (int64_t t = 0; t < n; ++t) {
-          const QActs one{xq + t * nb * 32, xd + t * nb, xc + t * nb, 1, nb};
-          gk.q4x8_gemv(wbase + g0 * kQ4x8Rows * wrow, g1 - g0, one, y + t * rows + g0 * kQ4x8Rows,
-                       bias ? bias + g0 * kQ4x8Rows : nullptr);
-        }
-      });
-      return;
-    }
-    const QActs acts{xq, xd, xc, n, nb};
-    const int P = gk.panel_rows;  // a multiple of 8
-    const int64_t panels = (rows + P - 1) / P;
-    const size_t buf_bytes = gk.int_panel_bytes(cols);
-    pool.parallel_for(panels, 1, [&](int64_t p0, int64_t p1, int) {
-      uint8_t* buf = thread_buffer(buf_bytes);
-      for (int64_t p = p0; p < p1; ++p) {
-        const int64_t r0 = p * P;
-        const int nr = static_cast<int>(std::min<int64_t>(P, rows - r0));
-        gk.q4x8_panel(wbase + r0 * wrow, nr, acts, y + r0, rows, bias ? bias + r0 : nullptr, buf);
-      }
-    });
-    return;
-  }
   if (gemv) {
-    pool.parallel_for_shrinking(rows, kGemvMinRows, [&](int64_t r0, int64_t r1, int) {
+    // Repacked weights go whole row groups (repack.h) at a time. A group is as
+    // many bytes as its 8 rows were, so row r still starts at r * wrow.
+    const int64_t unit = x8 ? kQ4x8Rows : 1;
+    pool.parallel_for_shrinking(rows / unit, std::max<int64_t>(1, kGemvMinRows / unit), [&](int64_t u0, int64_t u1, int) {
+      const int64_t r0 = u0 * unit;
       for (int64_t t = 0; t < n; ++t) {
         const QActs one{xq + t * nb * 32, xd + t * nb, xc + t * nb, 1, nb};
-        gk.int_gemv(W.type, wbase + r0 * wrow, wrow, r1 - r0, one, y + t * rows + r0, bias ? bias + r0 : nullptr);
+        float* yt = y + t * rows + r0;
+        const float* b = bias ? bias + r0 : nullptr;
+        if (x8) gk.q4x8_gemv(wbase + r0 * wrow, u1 - u0, one, yt, b);
+        else gk.int_gemv(W.type, wbase + r0 * wrow, wrow, (u1 - u0) * unit, one, yt, b);
       }
     });
     return;
   }
 
   const QActs acts{xq, xd, xc, n, nb};
-  const int P = gk.panel_rows;
+  const int P = gk.panel_rows;  // a multiple of 8, so panels hold whole row groups
   const int64_t panels = (rows + P - 1) / P;
   const size_t buf_bytes = gk.int_panel_bytes(cols);
   pool.parallel_for(panels, 1, [&](int64_t p0, int64_t p1, int) {
@@ -286,7 +266,9 @@ void int_matmul(ThreadPool& pool, const GemmKernels& panel_kernels, const Weight
     for (int64_t p = p0; p < p1; ++p) {
       const int64_t r0 = p * P;
       const int nr = static_cast<int>(std::min<int64_t>(P, rows - r0));
-      gk.int_panel(W.type, wbase + r0 * wrow, wrow, nr, acts, y + r0, rows, bias ? bias + r0 : nullptr, buf);
+      const float* b = bias ? bias + r0 : nullptr;
+      if (x8) gk.q4x8_panel(wbase + r0 * wrow, nr, acts, y + r0, rows, b, buf);
+      else gk.int_panel(W.type, wbase + r0 * wrow, wrow, nr, acts, y + r0, rows, b, buf);
     }
   });
 }
