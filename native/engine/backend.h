@@ -24,7 +24,7 @@ struct GgufTensor;
 // How a weight's rows are laid out in memory.
 enum class WeightLayout : uint8_t {
   Rows,    // row after row, as in the file
-  Q4_0x8,  // Q4_0 rows interleaved eight at a time (repack.h)
+  X8,      // Q4_0 or Q8_0 rows interleaved eight at a time (repack.h)
 };
 
 struct Weight {

@@ -239,7 +239,7 @@ class CpuBackend final : public Backend {
   explicit CpuBackend(int threads)
       : pool_(threads > 0 ? threads : ThreadPool::default_threads()) {}
   ~CpuBackend() override {
-    for (void* p : repacked_) free_host(p);
+    for (void* p : weight_chunks_) free_host(p);
   }
 
   const char* name() const override { return "cpu"; }
@@ -263,23 +263,24 @@ class CpuBackend final : public Backend {
     return w;
   }
 
-  // Q4_0 matrices are repacked into q4_0x8 (repack.h) when the SIMD kernels
-  // that read it are present: on the 7B model, in alternating runs, decoding
-  // went from 8.8 to 10.1 and from 7.7 to 8.6 tokens/s. The copy replaces the
+  // Q4_0 and Q8_0 matrices are repacked into the x8 layout (repack.h) when
+  // the SIMD kernels that read it are present. On the 7B model, in
+  // alternating runs, Q4_0 decoding went from 8.8 to 10.1 and from 7.7 to 8.6
+  // tokens/s, Q8_0 from 4.6 to 7.1 and from 5.3 to 6.8. The copy replaces the
   // file's pages in memory rather than adding to them: each tensor's pages are
   // released once it is copied, so the resident set stays about the file's
-  // size. It costs ~0.6 s of load time on 2 cores (more where the OS must
-  // first find the memory). CXR_REPACK=0 keeps the rows as mapped.
+  // size. It costs load time: ~0.6 s for the 7B Q4_0 on 2 cores when the
+  // memory is at hand, 5-10 s (Q4_0, Q8_0) in a VM whose host must first
+  // back the fresh pages. CXR_REPACK=0 keeps the rows as mapped.
   Weight matmul_weight(const GgufTensor& t) override {
     Weight w = weight(t);
     if (!repack_wanted(w)) return w;
     const size_t bytes = dtype_row_bytes(w.type, w.cols) * static_cast<size_t>(w.rows);
-    auto* dst = static_cast<uint8_t*>(alloc_host(bytes, false));
-    repacked_.push_back(dst);
-    repack_q4_0_x8(pool_, static_cast<const uint8_t*>(t.data), w.rows, w.cols, dst);
+    uint8_t* dst = weight_space(bytes);
+    repack_x8(pool_, w.type, static_cast<const uint8_t*>(t.data), w.rows, w.cols, dst);
     release_mapped(t.data, bytes);
     w.data = dst;
-    w.layout = WeightLayout::Q4_0x8;
+    w.layout = WeightLayout::X8;
     return w;
   }
 
@@ -399,16 +400,33 @@ class CpuBackend final : public Backend {
   }
 
   static bool repack_wanted(const Weight& w) {
-    if (w.type != DType::Q4_0 || w.rows % kQ4x8Rows != 0 || w.cols % 32 != 0) return false;
+    if (!x8_type(w.type) || w.rows % kX8Rows != 0 || w.cols % 32 != 0) return false;
     const char* env = std::getenv("CXR_REPACK");
     if (env && !std::strcmp(env, "0")) return false;
     const detail::GemmKernels* gk = detail::gemv_kernels();
-    return gk && gk->q4x8_gemv;
+    return gk && gk->x8_gemv;
+  }
+
+  // Repacked weights go one after another into large chunks, reserved but
+  // untouched until written: a buffer of their own would round each up to a
+  // whole 2 MiB huge page, ~0.3 GB over the 225 matrices of the 7B model.
+  static constexpr size_t kWeightChunk = size_t{256} << 20;
+  uint8_t* weight_space(size_t bytes) {
+    bytes = (bytes + 63) / 64 * 64;
+    if (weight_chunks_.empty() || chunk_used_ + bytes > chunk_size_) {
+      chunk_size_ = std::max(bytes, kWeightChunk);
+      weight_chunks_.push_back(alloc_host(chunk_size_, false));
+      chunk_used_ = 0;
+    }
+    uint8_t* p = static_cast<uint8_t*>(weight_chunks_.back()) + chunk_used_;
+    chunk_used_ += bytes;
+    return p;
   }
 
   ThreadPool pool_;
-  std::vector<uint8_t> scratch_;  // quantized activations, reused across matmuls
-  std::vector<void*> repacked_;   // weights matmul_weight copied out of the file
+  std::vector<uint8_t> scratch_;       // quantized activations, reused across matmuls
+  std::vector<void*> weight_chunks_;   // repacked weights (matmul_weight)
+  size_t chunk_size_ = 0, chunk_used_ = 0;
   struct {
     int64_t n = -1, pos0 = -1;
     int head_dim = -1;

@@ -5,8 +5,8 @@
 // (gemm_avx2.cpp, gemm_avx512.cpp) packs a panel of weight rows into a
 // SIMD-friendly layout in a small per-thread buffer and runs every token
 // against it while it is hot in cache. Weights stay views into the mmapped
-// file, except Q4_0 matrices, which the CPU backend rewrites at load time
-// into the q4_0x8 layout (repack.h) that the q4x8 kernels below read.
+// file, except Q4_0 and Q8_0 matrices, which the CPU backend rewrites at load
+// time into the x8 layout (repack.h) that the x8 kernels below read.
 //
 // Two families:
 //   Integer: Q4_0 / Q8_0 weights against Q8_0 activations. A panel holds, per
@@ -66,14 +66,15 @@ struct GemmKernels {
                    const float* bias);
   int q4_gemv_group;
 
-  // q4_0x8 weights (repack.h), always against activations in plain block
-  // order. Decode: y[8g + r] (+ bias) for the first `groups` row groups at w,
-  // one token (x.n == 1).
-  void (*q4x8_gemv)(const uint8_t* w, int64_t groups, const QActs& x, float* y, const float* bias);
+  // x8 weights (repack.h: Q4_0 or Q8_0 rows interleaved eight at a time),
+  // against activations in plain block order with this set's int_offset.
+  // Decode: y[8g + r] (+ bias) for the first `groups` row groups at w, one
+  // token (x.n == 1).
+  void (*x8_gemv)(DType t, const uint8_t* w, int64_t groups, const QActs& x, float* y, const float* bias);
   // Panels: as int_panel, for nr rows (a multiple of 8, <= panel_rows) whose
   // groups start at w.
-  void (*q4x8_panel)(const uint8_t* w, int nr, const QActs& x, float* y, int64_t ldy, const float* bias,
-                     uint8_t* buf);
+  void (*x8_panel)(DType t, const uint8_t* w, int nr, const QActs& x, float* y, int64_t ldy, const float* bias,
+                   uint8_t* buf);
 
   // Float family: rows per packed column chunk and columns per K block.
   int float_chunk_rows;
@@ -122,8 +123,9 @@ void override_gemm_kernels(const GemmKernels* k, bool on);
 // the instruction sets named there.
 const GemmKernels* gemm_kernels_avx2();
 const GemmKernels* gemm_kernels_avx512();
-// The AVX2 set's q4_0x8 decode kernel, which the AVX-512 set shares: with the
-// rows in lanes, 256-bit vectors already keep the core ahead of memory.
+// The AVX2 set's Q4_0 x8 decode kernel, which the AVX-512 set shares (both
+// take Q4_0 with offset 8): with the rows in lanes, 256-bit vectors already
+// keep the core ahead of memory.
 void q4x8_gemv_avx2(const uint8_t* w, int64_t groups, const QActs& x, float* y, const float* bias);
 #endif
 

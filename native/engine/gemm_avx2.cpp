@@ -201,23 +201,30 @@ void int_panel(DType t, const uint8_t* w, size_t wrow, int nr, const QActs& x, f
     int_panel_t<DType::Q8_0>(w, wrow, nr, x, y, ldy, bias, buf);
 }
 
-// A q4_0x8 group is already a panel but for the nibble split: chunk c holds
-// dword c of every row's quants, one row per lane (repack.h).
-void q4x8_panel(const uint8_t* w, int nr, const QActs& x, float* y, int64_t ldy, const float* bias, uint8_t* buf) {
+// An x8 group is already a panel but for Q4_0's nibble split: chunk c holds
+// quant dword c of every row, one row per lane (repack.h).
+void x8_panel(DType t, const uint8_t* w, int nr, const QActs& x, float* y, int64_t ldy, const float* bias,
+              uint8_t* buf) {
+  const size_t gb = x8_block_bytes(t);
   const __m256i low4 = _mm256_set1_epi8(15);
   for (int64_t b = 0; b < x.nb; ++b) {
-    const uint8_t* src = w + b * kQ4x8BlockBytes;
+    const uint8_t* src = w + b * gb;
     uint8_t* dst = buf + b * kBlockBytes;
-    for (int c = 0; c < 4; ++c) {
+    auto* q = reinterpret_cast<__m256i*>(dst);
+    for (int c = 0; c < (t == DType::Q4_0 ? 4 : 8); ++c) {
       const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + 16 + 32 * c));
-      _mm256_store_si256(reinterpret_cast<__m256i*>(dst + 32 * c), _mm256_and_si256(v, low4));
-      _mm256_store_si256(reinterpret_cast<__m256i*>(dst + 32 * (c + 4)),
-                         _mm256_and_si256(_mm256_srli_epi16(v, 4), low4));
+      if (t == DType::Q4_0) {
+        _mm256_store_si256(q + c, _mm256_and_si256(v, low4));
+        _mm256_store_si256(q + c + 4, _mm256_and_si256(_mm256_srli_epi16(v, 4), low4));
+      } else {
+        _mm256_store_si256(q + c, v);  // Q8_0 stays signed here (int_offset 0)
+      }
     }
     _mm256_store_ps(reinterpret_cast<float*>(dst + 256),
                     _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src))));
   }
-  run_tiles<DType::Q4_0>(buf, x, nr, y, ldy, bias);
+  if (t == DType::Q4_0) run_tiles<DType::Q4_0>(buf, x, nr, y, ldy, bias);
+  else run_tiles<DType::Q8_0>(buf, x, nr, y, ldy, bias);
 }
 
 // --- decode: one token ---------------------------------------------------------
@@ -412,19 +419,20 @@ void float_chunk(DType t, const uint8_t* w, size_t wrow, int nr, int64_t cols, c
 
 }  // namespace
 
-// q4_0x8 decode: eight rows per 256-bit vector, one per lane (repack.h). Per
+// Q4_0 x8 decode: eight rows per 256-bit vector, one per lane (repack.h). Per
 // block, four 32-byte loads give all eight rows' quants; each nibble half
 // meets one broadcast dword of the activations in VPMADDUBSW. The eight int16
 // pair sums stay under 8 * 2 * 15 * 128 = 30720 over a block, so they widen
 // once per block, and the eight scales are one load and one convert.
 void q4x8_gemv_avx2(const uint8_t* w, int64_t groups, const QActs& x, float* y, const float* bias) {
+  constexpr size_t kGroupBlock = x8_block_bytes(DType::Q4_0);
   const __m256i low4 = _mm256_set1_epi8(15);
   const __m256i ones = _mm256_set1_epi16(1);
   for (int64_t g = 0; g < groups; ++g) {
-    const uint8_t* p = w + static_cast<size_t>(g * x.nb) * kQ4x8BlockBytes;
+    const uint8_t* p = w + static_cast<size_t>(g * x.nb) * kGroupBlock;
     __m256 acc = _mm256_setzero_ps();
-    for (int64_t b = 0; b < x.nb; ++b, p += kQ4x8BlockBytes) {
-      for (int l = 0; l < static_cast<int>(kQ4x8BlockBytes); l += 64)
+    for (int64_t b = 0; b < x.nb; ++b, p += kGroupBlock) {
+      for (size_t l = 0; l < kGroupBlock; l += 64)
         _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetchBytes + l), _MM_HINT_T0);
       const int8_t* xq = x.q + b * 32;
       __m256i s16 = _mm256_setzero_si256();
@@ -447,8 +455,42 @@ void q4x8_gemv_avx2(const uint8_t* w, int64_t groups, const QActs& x, float* y, 
 
 namespace {
 
+// Q8_0 x8 decode: eight chunks of 32 bytes per block, each one quant dword of
+// eight rows. As in the panels, the sign moves onto the activation (|w| *
+// sign(x, w)) for VPMADDUBSW, whose pair sums (up to 2 * 127 * 127) then
+// widen at once.
+void q8x8_gemv(const uint8_t* w, int64_t groups, const QActs& x, float* y, const float* bias) {
+  constexpr size_t kGroupBlock = x8_block_bytes(DType::Q8_0);
+  const __m256i ones = _mm256_set1_epi16(1);
+  for (int64_t g = 0; g < groups; ++g) {
+    const uint8_t* p = w + static_cast<size_t>(g * x.nb) * kGroupBlock;
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t b = 0; b < x.nb; ++b, p += kGroupBlock) {
+      for (size_t l = 0; l < kGroupBlock; l += 64)
+        _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetchBytes + l), _MM_HINT_T0);
+      const int8_t* xq = x.q + b * 32;
+      __m256i s = _mm256_setzero_si256();
+      for (int c = 0; c < 8; ++c) {
+        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 16 + 32 * c));
+        const __m256i xs = _mm256_sign_epi8(_mm256_set1_epi32(load_i32(xq + 4 * c)), v);
+        s = _mm256_add_epi32(s, _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(v), xs), ones));
+      }
+      const __m256 d = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))),
+                                     _mm256_set1_ps(x.d[b]));
+      acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), d, acc);
+    }
+    if (bias) acc = _mm256_add_ps(acc, _mm256_loadu_ps(bias + 8 * g));
+    _mm256_storeu_ps(y + 8 * g, acc);
+  }
+}
+
+void x8_gemv(DType t, const uint8_t* w, int64_t groups, const QActs& x, float* y, const float* bias) {
+  if (t == DType::Q4_0) q4x8_gemv_avx2(w, groups, x, y, bias);
+  else q8x8_gemv(w, groups, x, y, bias);
+}
+
 const GemmKernels kKernels = {
-    "avx2", kRows, int_offset, int_panel_bytes, int_panel, int_gemv, 2, q4x8_gemv_avx2, q4x8_panel,
+    "avx2", kRows, int_offset, int_panel_bytes, int_panel, int_gemv, 2, x8_gemv, x8_panel,
     kChunkRows, kKBlock, float_chunk_bytes, float_chunk,
 };
 

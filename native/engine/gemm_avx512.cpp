@@ -203,28 +203,34 @@ void int_panel(DType t, const uint8_t* w, size_t wrow, int nr, const QActs& x, f
     int_panel_t<DType::Q8_0>(w, wrow, nr, x, y, ldy, bias, buf);
 }
 
-// q4_0x8 panels: sixteen rows are two groups (repack.h), whose chunk c each
-// hold dword c of eight rows' quants, so a packed vector is two 256-bit loads
-// side by side. With nr == 8 the second half repeats the first (not stored).
-void q4x8_panel(const uint8_t* w, int nr, const QActs& x, float* y, int64_t ldy, const float* bias, uint8_t* buf) {
-  const size_t group_bytes = static_cast<size_t>(x.nb) * kQ4x8BlockBytes;
-  const uint8_t* w2 = nr > 8 ? w + group_bytes : w;
+// x8 panels: sixteen rows are two groups (repack.h), whose chunk c each hold
+// quant dword c of eight rows, so a packed vector is two 256-bit loads side by
+// side. With nr == 8 the second half repeats the first (and is not stored).
+void x8_panel(DType t, const uint8_t* w, int nr, const QActs& x, float* y, int64_t ldy, const float* bias,
+              uint8_t* buf) {
+  const size_t gb = x8_block_bytes(t);
+  const uint8_t* w2 = nr > 8 ? w + static_cast<size_t>(x.nb) * gb : w;
   const __m512i low4 = _mm512_set1_epi8(15);
+  const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
   for (int64_t b = 0; b < x.nb; ++b) {
-    const uint8_t* s0 = w + b * kQ4x8BlockBytes;
-    const uint8_t* s1 = w2 + b * kQ4x8BlockBytes;
-    uint8_t* dst = buf + b * kBlockBytes;
-    for (int c = 0; c < 4; ++c) {
+    const uint8_t* s0 = w + b * gb;
+    const uint8_t* s1 = w2 + b * gb;
+    auto* q = reinterpret_cast<__m512i*>(buf + b * kBlockBytes);
+    for (int c = 0; c < (t == DType::Q4_0 ? 4 : 8); ++c) {
       const __m512i v = _mm512_inserti64x4(
           _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(s0 + 16 + 32 * c))),
           _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s1 + 16 + 32 * c)), 1);
-      _mm512_store_si512(dst + 64 * c, _mm512_and_si512(v, low4));
-      _mm512_store_si512(dst + 64 * (c + 4), _mm512_and_si512(_mm512_srli_epi16(v, 4), low4));
+      if (t == DType::Q4_0) {
+        _mm512_store_si512(q + c, _mm512_and_si512(v, low4));
+        _mm512_store_si512(q + c + 4, _mm512_and_si512(_mm512_srli_epi16(v, 4), low4));
+      } else {
+        _mm512_store_si512(q + c, _mm512_xor_si512(v, flip));  // unsigned, offset 128
+      }
     }
     const __m256i d = _mm256_inserti128_si256(
         _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s0))),
         _mm_loadu_si128(reinterpret_cast<const __m128i*>(s1)), 1);
-    _mm512_store_ps(dst + 512, _mm512_cvtph_ps(d));
+    _mm512_store_ps(buf + b * kBlockBytes + 512, _mm512_cvtph_ps(d));
   }
   run_tiles(buf, x, nr, y, ldy, bias);
 }
@@ -500,8 +506,40 @@ void float_chunk(DType t, const uint8_t* w, size_t wrow, int nr, int64_t cols, c
   }
 }
 
+// Q8_0 x8 decode with this set's offset (128, so VPDPBUSD's unsigned operand
+// is the quant with its sign bit flipped), on 256-bit vectors like the AVX2
+// kernels; Q4_0 takes the AVX2 kernel itself.
+void q8x8_gemv(const uint8_t* w, int64_t groups, const QActs& x, float* y, const float* bias) {
+  constexpr size_t kGroupBlock = x8_block_bytes(DType::Q8_0);
+  const __m256i flip = _mm256_set1_epi8(static_cast<char>(0x80));
+  for (int64_t g = 0; g < groups; ++g) {
+    const uint8_t* p = w + static_cast<size_t>(g * x.nb) * kGroupBlock;
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t b = 0; b < x.nb; ++b, p += kGroupBlock) {
+      for (size_t l = 0; l < kGroupBlock; l += 64)
+        _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetchBytes + l), _MM_HINT_T0);
+      const int8_t* xq = x.q + b * 32;
+      __m256i s = _mm256_set1_epi32(x.corr[b]);
+      for (int c = 0; c < 8; ++c) {
+        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 16 + 32 * c));
+        s = _mm256_dpbusd_epi32(s, _mm256_xor_si256(v, flip), _mm256_set1_epi32(load_i32(xq + 4 * c)));
+      }
+      const __m256 d = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))),
+                                     _mm256_set1_ps(x.d[b]));
+      acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), d, acc);
+    }
+    if (bias) acc = _mm256_add_ps(acc, _mm256_loadu_ps(bias + 8 * g));
+    _mm256_storeu_ps(y + 8 * g, acc);
+  }
+}
+
+void x8_gemv(DType t, const uint8_t* w, int64_t groups, const QActs& x, float* y, const float* bias) {
+  if (t == DType::Q4_0) q4x8_gemv_avx2(w, groups, x, y, bias);
+  else q8x8_gemv(w, groups, x, y, bias);
+}
+
 const GemmKernels kKernels = {
-    "avx512vnni", kRows, int_offset, int_panel_bytes, int_panel, int_gemv, kQ4Group, q4x8_gemv_avx2, q4x8_panel,
+    "avx512vnni", kRows, int_offset, int_panel_bytes, int_panel, int_gemv, kQ4Group, x8_gemv, x8_panel,
     kChunkRows, kKBlock, float_chunk_bytes, float_chunk,
 };
 

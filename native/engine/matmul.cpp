@@ -8,8 +8,8 @@
 //     chunks of rows converted to f32 a K block at a time.
 //   Everything else (K-quants, single tokens with float weights, forced
 //     scalar kernels): the traits table's vec_dot, row by row.
-// Q4_0 weights the CPU backend repacked (WeightLayout::Q4_0x8, repack.h) take
-// the integer route through the q4x8 kernels, or the vec_dot route a row
+// Q4_0 / Q8_0 weights the CPU backend repacked (WeightLayout::X8, repack.h)
+// take the integer route through the x8 kernels, or the vec_dot route a row
 // group at a time, unpacked.
 #include <algorithm>
 #include <cstdlib>
@@ -152,16 +152,16 @@ void vec_dot_matmul(ThreadPool& pool, const Weight& W, const float* x, int64_t n
   }
   const uint8_t* wbase = static_cast<const uint8_t*>(W.data);
   const uint8_t* xbase = static_cast<const uint8_t*>(xq);
-  if (W.layout == WeightLayout::Q4_0x8) {
+  if (W.layout == WeightLayout::X8) {
     // A row group at a time, unpacked to plain rows, so the numbers are the
     // Q4_0 vec_dot's own.
-    pool.parallel_for(rows / kQ4x8Rows, 1, [&](int64_t g0, int64_t g1, int) {
-      uint8_t* rows8 = thread_buffer(kQ4x8Rows * wrow);
+    pool.parallel_for(rows / kX8Rows, 1, [&](int64_t g0, int64_t g1, int) {
+      uint8_t* rows8 = thread_buffer(kX8Rows * wrow);
       for (int64_t g = g0; g < g1; ++g) {
-        unpack_q4_0_x8_group(wbase + g * kQ4x8Rows * wrow, cols, rows8);
+        unpack_x8_group(W.type, wbase + g * kX8Rows * wrow, cols, rows8);
         for (int64_t t = 0; t < n; ++t)
-          for (int i = 0; i < kQ4x8Rows; ++i) {
-            const int64_t r = g * kQ4x8Rows + i;
+          for (int i = 0; i < kX8Rows; ++i) {
+            const int64_t r = g * kX8Rows + i;
             float s;
             wt.vec_dot(cols, &s, rows8 + i * wrow, xbase + t * xrow);
             y[t * rows + r] = s + (bias ? bias[r] : 0.0f);
@@ -196,7 +196,7 @@ void int_matmul(ThreadPool& pool, const GemmKernels& panel_kernels, const Weight
   const int offset = gk.int_offset(W.type);
   // Q4_0 decode wants its activations in the kernel's group order (gemm.h),
   // except from repacked weights.
-  const bool x8 = W.layout == WeightLayout::Q4_0x8;
+  const bool x8 = W.layout == WeightLayout::X8;
   const int64_t group = gemv && W.type == DType::Q4_0 && !x8 ? gk.q4_gemv_group : 1;
   const int64_t grouped = nb / group * group;  // blocks in whole groups
 
@@ -243,14 +243,14 @@ void int_matmul(ThreadPool& pool, const GemmKernels& panel_kernels, const Weight
   if (gemv) {
     // Repacked weights go whole row groups (repack.h) at a time. A group is as
     // many bytes as its 8 rows were, so row r still starts at r * wrow.
-    const int64_t unit = x8 ? kQ4x8Rows : 1;
+    const int64_t unit = x8 ? kX8Rows : 1;
     pool.parallel_for_shrinking(rows / unit, std::max<int64_t>(1, kGemvMinRows / unit), [&](int64_t u0, int64_t u1, int) {
       const int64_t r0 = u0 * unit;
       for (int64_t t = 0; t < n; ++t) {
         const QActs one{xq + t * nb * 32, xd + t * nb, xc + t * nb, 1, nb};
         float* yt = y + t * rows + r0;
         const float* b = bias ? bias + r0 : nullptr;
-        if (x8) gk.q4x8_gemv(wbase + r0 * wrow, u1 - u0, one, yt, b);
+        if (x8) gk.x8_gemv(W.type, wbase + r0 * wrow, u1 - u0, one, yt, b);
         else gk.int_gemv(W.type, wbase + r0 * wrow, wrow, (u1 - u0) * unit, one, yt, b);
       }
     });
@@ -267,7 +267,7 @@ void int_matmul(ThreadPool& pool, const GemmKernels& panel_kernels, const Weight
       const int64_t r0 = p * P;
       const int nr = static_cast<int>(std::min<int64_t>(P, rows - r0));
       const float* b = bias ? bias + r0 : nullptr;
-      if (x8) gk.q4x8_panel(wbase + r0 * wrow, nr, acts, y + r0, rows, b, buf);
+      if (x8) gk.x8_panel(W.type, wbase + r0 * wrow, nr, acts, y + r0, rows, b, buf);
       else gk.int_panel(W.type, wbase + r0 * wrow, wrow, nr, acts, y + r0, rows, b, buf);
     }
   });

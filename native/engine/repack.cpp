@@ -1,4 +1,4 @@
-// repack.cpp - the q4_0x8 layout (see repack.h): plain byte moves, so the
+// repack.cpp - the x8 layout (see repack.h): plain byte moves, so the
 // repacked weights hold exactly the file's values.
 #include "repack.h"
 
@@ -10,38 +10,55 @@ namespace cxr {
 
 namespace {
 
-constexpr size_t kQ4BlockBytes = 18;  // fp16 scale + 16 bytes of nibbles
+// Quant bytes of one source block (after its 2-byte scale).
+size_t quant_bytes(DType t) { return t == DType::Q4_0 ? 16 : 32; }
+
+// Moves one block of a group between the two layouts: rows[r] is row r's
+// source block (scale first), x8 the group's block.
+template <bool kToX8>
+void move_block(uint8_t* const* rows, uint8_t* x8, size_t chunks) {
+  for (int r = 0; r < kX8Rows; ++r) {
+    uint8_t* blk = rows[r];
+    if (kToX8) std::memcpy(x8 + 2 * r, blk, 2);
+    else std::memcpy(blk, x8 + 2 * r, 2);
+    for (size_t c = 0; c < chunks; ++c) {
+      uint8_t* slot = x8 + 16 + 32 * c + 4 * r;
+      if (kToX8) std::memcpy(slot, blk + 2 + 4 * c, 4);
+      else std::memcpy(blk + 2 + 4 * c, slot, 4);
+    }
+  }
+}
 
 }  // namespace
 
-void repack_q4_0_x8(ThreadPool& pool, const uint8_t* src, int64_t rows, int64_t cols, uint8_t* dst) {
+bool x8_type(DType t) { return t == DType::Q4_0 || t == DType::Q8_0; }
+
+void repack_x8(ThreadPool& pool, DType t, const uint8_t* src, int64_t rows, int64_t cols, uint8_t* dst) {
   const int64_t nb = cols / 32;
-  const size_t row_bytes = static_cast<size_t>(nb) * kQ4BlockBytes;
-  pool.parallel_for(rows / kQ4x8Rows, 8, [&](int64_t g0, int64_t g1, int) {
+  const size_t bb = 2 + quant_bytes(t), gb = x8_block_bytes(t), chunks = quant_bytes(t) / 4;
+  const size_t row_bytes = static_cast<size_t>(nb) * bb;
+  pool.parallel_for(rows / kX8Rows, 8, [&](int64_t g0, int64_t g1, int) {
     for (int64_t g = g0; g < g1; ++g) {
-      const uint8_t* rows8 = src + static_cast<size_t>(g * kQ4x8Rows) * row_bytes;
-      uint8_t* out = dst + static_cast<size_t>(g * nb) * kQ4x8BlockBytes;
+      uint8_t* out = dst + static_cast<size_t>(g * nb) * gb;
       // Block by block: eight read streams, one sequential write stream.
-      for (int64_t b = 0; b < nb; ++b, out += kQ4x8BlockBytes) {
-        for (int r = 0; r < kQ4x8Rows; ++r) {
-          const uint8_t* blk = rows8 + r * row_bytes + b * kQ4BlockBytes;
-          std::memcpy(out + 2 * r, blk, 2);
-          for (int c = 0; c < 4; ++c) std::memcpy(out + 16 + 32 * c + 4 * r, blk + 2 + 4 * c, 4);
-        }
+      for (int64_t b = 0; b < nb; ++b, out += gb) {
+        uint8_t* blocks[kX8Rows];
+        for (int r = 0; r < kX8Rows; ++r)
+          blocks[r] = const_cast<uint8_t*>(src) + static_cast<size_t>(g * kX8Rows + r) * row_bytes + b * bb;
+        move_block<true>(blocks, out, chunks);
       }
     }
   });
 }
 
-void unpack_q4_0_x8_group(const uint8_t* group, int64_t cols, uint8_t* dst) {
+void unpack_x8_group(DType t, const uint8_t* group, int64_t cols, uint8_t* dst) {
   const int64_t nb = cols / 32;
-  const size_t row_bytes = static_cast<size_t>(nb) * kQ4BlockBytes;
-  for (int64_t b = 0; b < nb; ++b, group += kQ4x8BlockBytes) {
-    for (int r = 0; r < kQ4x8Rows; ++r) {
-      uint8_t* blk = dst + r * row_bytes + b * kQ4BlockBytes;
-      std::memcpy(blk, group + 2 * r, 2);
-      for (int c = 0; c < 4; ++c) std::memcpy(blk + 2 + 4 * c, group + 16 + 32 * c + 4 * r, 4);
-    }
+  const size_t bb = 2 + quant_bytes(t), gb = x8_block_bytes(t), chunks = quant_bytes(t) / 4;
+  const size_t row_bytes = static_cast<size_t>(nb) * bb;
+  for (int64_t b = 0; b < nb; ++b) {
+    uint8_t* blocks[kX8Rows];
+    for (int r = 0; r < kX8Rows; ++r) blocks[r] = dst + r * row_bytes + b * bb;
+    move_block<false>(blocks, const_cast<uint8_t*>(group) + b * gb, chunks);
   }
 }
 

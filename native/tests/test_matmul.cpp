@@ -89,7 +89,7 @@ void reference(const Problem& p, const Data& d, std::vector<float>* y, std::vect
 }
 
 // Runs cpu_matmul and returns the number of elements outside the limit.
-// With x8, the weight goes in as the CPU backend's q4_0x8 copy (repack.h).
+// With x8, the weight goes in as the CPU backend's x8 copy (repack.h).
 int check(const Problem& p, const Data& d, const std::vector<float>& yref, const std::vector<double>& mag,
           ThreadPool& pool, const char* route, bool x8 = false) {
   Weight W;
@@ -100,9 +100,9 @@ int check(const Problem& p, const Data& d, const std::vector<float>& yref, const
   std::vector<uint8_t> repacked;
   if (x8) {
     repacked.resize(d.w.size());
-    repack_q4_0_x8(pool, d.w.data(), p.rows, p.cols, repacked.data());
+    repack_x8(pool, p.type, d.w.data(), p.rows, p.cols, repacked.data());
     W.data = repacked.data();
-    W.layout = WeightLayout::Q4_0x8;
+    W.layout = WeightLayout::X8;
   }
   // Canary-filled output: every element must be written.
   std::vector<float> y(yref.size() + 1, std::nanf(""));
@@ -211,38 +211,47 @@ TEST(matmul_every_route_matches_reference) {
   }
 }
 
-// Q4_0 repacked eight rows at a time: decode (1-3 tokens) and panels, row
-// counts that leave a lone group of 8 after the 16-row panels, rows of 2, 19
-// and 27 blocks, with and without bias, on every route (the vec_dot route
-// unpacks a group at a time).
-TEST(matmul_q4_0_x8_matches_reference) {
+// Q4_0 and Q8_0 repacked eight rows at a time: decode (1-3 tokens) and
+// panels, row counts that leave a lone group of 8 after the 16-row panels,
+// rows of 2, 19 and 27 blocks, with and without bias, on every route (the
+// vec_dot route unpacks a group at a time).
+TEST(matmul_x8_matches_reference) {
   ThreadPool pool(2);
   unsigned seed = 500;
-  for (int64_t rows : {8, 24, 64, 136})
-    for (int64_t cols : {64, 608, 864})
-      for (int64_t n : {1, 2, 3, 4, 9, 17}) {
-        const Problem p{DType::Q4_0, rows, cols, n, (rows + n) % 2 == 0};
-        check_every_route(p, make(p, seed++), pool, n == 1 || n == 9, true);
-      }
+  for (DType t : {DType::Q4_0, DType::Q8_0})
+    for (int64_t rows : {8, 24, 64, 136})
+      for (int64_t cols : {64, 608, 864})
+        for (int64_t n : {1, 2, 3, 4, 9, 17}) {
+          const Problem p{t, rows, cols, n, (rows + n) % 2 == 0};
+          check_every_route(p, make(p, seed++), pool, n == 1 || n == 9, true);
+        }
 }
 
-// The layout moves bytes only: unpacking a group gives the rows back.
-TEST(repack_q4_0_x8_round_trips) {
+// The layout moves bytes only: unpacking a group gives the rows back, and the
+// bytes sit where repack.h says.
+TEST(repack_x8_round_trips) {
   ThreadPool pool(2);
-  const Problem p{DType::Q4_0, 24, 608, 1, false};
-  const Data d = make(p, 77);
-  std::vector<uint8_t> x8(d.w.size()), back(d.w.size());
-  repack_q4_0_x8(pool, d.w.data(), p.rows, p.cols, x8.data());
-  CHECK(x8 != d.w);
-  const size_t group = d.w.size() / 3;
-  for (int g = 0; g < 3; ++g) unpack_q4_0_x8_group(x8.data() + g * group, p.cols, back.data() + g * group);
-  CHECK(back == d.w);
-  // Block 0 of group 1: row 8's scale first, then row 9's; chunk 0 starts with row 8's first quant bytes.
-  const size_t row = d.w.size() / p.rows;
-  CHECK(std::memcmp(x8.data() + group, d.w.data() + 8 * row, 2) == 0);
-  CHECK(std::memcmp(x8.data() + group + 2, d.w.data() + 9 * row, 2) == 0);
-  CHECK(std::memcmp(x8.data() + group + 16, d.w.data() + 8 * row + 2, 4) == 0);
-  CHECK(std::memcmp(x8.data() + group + 20, d.w.data() + 9 * row + 2, 4) == 0);
+  for (DType t : {DType::Q4_0, DType::Q8_0}) {
+    const Problem p{t, 24, 608, 1, false};
+    const Data d = make(p, 77);
+    std::vector<uint8_t> x8(d.w.size()), back(d.w.size());
+    repack_x8(pool, t, d.w.data(), p.rows, p.cols, x8.data());
+    CHECK(x8 != d.w);
+    const size_t group = d.w.size() / 3;
+    for (int g = 0; g < 3; ++g) unpack_x8_group(t, x8.data() + g * group, p.cols, back.data() + g * group);
+    CHECK(back == d.w);
+    // Block 0 of group 1: row 8's scale, then row 9's; chunk 0 begins with row
+    // 8's first quant dword, then row 9's; chunk 1 with row 8's second.
+    const size_t row = d.w.size() / p.rows;
+    const uint8_t* g1 = x8.data() + group;
+    CHECK(std::memcmp(g1, d.w.data() + 8 * row, 2) == 0);
+    CHECK(std::memcmp(g1 + 2, d.w.data() + 9 * row, 2) == 0);
+    CHECK(std::memcmp(g1 + 16, d.w.data() + 8 * row + 2, 4) == 0);
+    CHECK(std::memcmp(g1 + 20, d.w.data() + 9 * row + 2, 4) == 0);
+    CHECK(std::memcmp(g1 + 48, d.w.data() + 8 * row + 6, 4) == 0);
+    // Block 1 of group 1 follows block 0: 8 source blocks later.
+    CHECK(std::memcmp(g1 + x8_block_bytes(t), d.w.data() + 8 * row + x8_block_bytes(t) / 8, 2) == 0);
+  }
 }
 
 TEST(matmul_single_thread_matches_reference) {
