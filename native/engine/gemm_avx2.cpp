@@ -29,6 +29,8 @@
 
 #include <immintrin.h>
 
+#include "gemm_x8.h"
+
 namespace cxr {
 namespace detail {
 namespace {
@@ -425,32 +427,17 @@ void float_chunk(DType t, const uint8_t* w, size_t wrow, int nr, int64_t cols, c
 // pair sums stay under 8 * 2 * 15 * 128 = 30720 over a block, so they widen
 // once per block, and the eight scales are one load and one convert.
 void q4x8_gemv_avx2(const uint8_t* w, int64_t groups, const QActs& x, float* y, const float* bias) {
-  constexpr size_t kGroupBlock = x8_block_bytes(DType::Q4_0);
   const __m256i low4 = _mm256_set1_epi8(15);
   const __m256i ones = _mm256_set1_epi16(1);
-  for (int64_t g = 0; g < groups; ++g) {
-    const uint8_t* p = w + static_cast<size_t>(g * x.nb) * kGroupBlock;
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t b = 0; b < x.nb; ++b, p += kGroupBlock) {
-      for (size_t l = 0; l < kGroupBlock; l += 64)
-        _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetchBytes + l), _MM_HINT_T0);
-      const int8_t* xq = x.q + b * 32;
-      __m256i s16 = _mm256_setzero_si256();
-      for (int c = 0; c < 4; ++c) {
-        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 16 + 32 * c));
-        s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(_mm256_and_si256(v, low4),
-                                                         _mm256_set1_epi32(load_i32(xq + 4 * c))));
-        s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v, 4), low4),
-                                                         _mm256_set1_epi32(load_i32(xq + 16 + 4 * c))));
-      }
-      const __m256i s = _mm256_add_epi32(_mm256_madd_epi16(s16, ones), _mm256_set1_epi32(x.corr[b]));
-      const __m256 d = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))),
-                                     _mm256_set1_ps(x.d[b]));
-      acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), d, acc);
+  x8_gemv_loop<DType::Q4_0, kPrefetchBytes>(w, groups, x, y, bias, [&](const uint8_t* p, const int8_t* xq, int64_t b) {
+    __m256i s16 = _mm256_setzero_si256();
+    for (int c = 0; c < 4; ++c) {
+      const __m256i v = x8_chunk(p, c);
+      s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(_mm256_and_si256(v, low4), x8_quad(xq, c)));
+      s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v, 4), low4), x8_quad(xq, c + 4)));
     }
-    if (bias) acc = _mm256_add_ps(acc, _mm256_loadu_ps(bias + 8 * g));
-    _mm256_storeu_ps(y + 8 * g, acc);
-  }
+    return _mm256_add_epi32(_mm256_madd_epi16(s16, ones), _mm256_set1_epi32(x.corr[b]));
+  });
 }
 
 namespace {
@@ -460,28 +447,16 @@ namespace {
 // sign(x, w)) for VPMADDUBSW, whose pair sums (up to 2 * 127 * 127) then
 // widen at once.
 void q8x8_gemv(const uint8_t* w, int64_t groups, const QActs& x, float* y, const float* bias) {
-  constexpr size_t kGroupBlock = x8_block_bytes(DType::Q8_0);
   const __m256i ones = _mm256_set1_epi16(1);
-  for (int64_t g = 0; g < groups; ++g) {
-    const uint8_t* p = w + static_cast<size_t>(g * x.nb) * kGroupBlock;
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t b = 0; b < x.nb; ++b, p += kGroupBlock) {
-      for (size_t l = 0; l < kGroupBlock; l += 64)
-        _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetchBytes + l), _MM_HINT_T0);
-      const int8_t* xq = x.q + b * 32;
-      __m256i s = _mm256_setzero_si256();
-      for (int c = 0; c < 8; ++c) {
-        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 16 + 32 * c));
-        const __m256i xs = _mm256_sign_epi8(_mm256_set1_epi32(load_i32(xq + 4 * c)), v);
-        s = _mm256_add_epi32(s, _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(v), xs), ones));
-      }
-      const __m256 d = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))),
-                                     _mm256_set1_ps(x.d[b]));
-      acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), d, acc);
+  x8_gemv_loop<DType::Q8_0, kPrefetchBytes>(w, groups, x, y, bias, [&](const uint8_t* p, const int8_t* xq, int64_t) {
+    __m256i s = _mm256_setzero_si256();  // int_offset(Q8_0) is 0 here: no correction
+    for (int c = 0; c < 8; ++c) {
+      const __m256i v = x8_chunk(p, c);
+      const __m256i xs = _mm256_sign_epi8(x8_quad(xq, c), v);
+      s = _mm256_add_epi32(s, _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(v), xs), ones));
     }
-    if (bias) acc = _mm256_add_ps(acc, _mm256_loadu_ps(bias + 8 * g));
-    _mm256_storeu_ps(y + 8 * g, acc);
-  }
+    return s;
+  });
 }
 
 void x8_gemv(DType t, const uint8_t* w, int64_t groups, const QActs& x, float* y, const float* bias) {

@@ -33,6 +33,8 @@
 
 #include <immintrin.h>
 
+#include "gemm_x8.h"
+
 namespace cxr {
 namespace detail {
 namespace {
@@ -510,27 +512,12 @@ void float_chunk(DType t, const uint8_t* w, size_t wrow, int nr, int64_t cols, c
 // is the quant with its sign bit flipped), on 256-bit vectors like the AVX2
 // kernels; Q4_0 takes the AVX2 kernel itself.
 void q8x8_gemv(const uint8_t* w, int64_t groups, const QActs& x, float* y, const float* bias) {
-  constexpr size_t kGroupBlock = x8_block_bytes(DType::Q8_0);
   const __m256i flip = _mm256_set1_epi8(static_cast<char>(0x80));
-  for (int64_t g = 0; g < groups; ++g) {
-    const uint8_t* p = w + static_cast<size_t>(g * x.nb) * kGroupBlock;
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t b = 0; b < x.nb; ++b, p += kGroupBlock) {
-      for (size_t l = 0; l < kGroupBlock; l += 64)
-        _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetchBytes + l), _MM_HINT_T0);
-      const int8_t* xq = x.q + b * 32;
-      __m256i s = _mm256_set1_epi32(x.corr[b]);
-      for (int c = 0; c < 8; ++c) {
-        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 16 + 32 * c));
-        s = _mm256_dpbusd_epi32(s, _mm256_xor_si256(v, flip), _mm256_set1_epi32(load_i32(xq + 4 * c)));
-      }
-      const __m256 d = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))),
-                                     _mm256_set1_ps(x.d[b]));
-      acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), d, acc);
-    }
-    if (bias) acc = _mm256_add_ps(acc, _mm256_loadu_ps(bias + 8 * g));
-    _mm256_storeu_ps(y + 8 * g, acc);
-  }
+  x8_gemv_loop<DType::Q8_0, kPrefetchBytes>(w, groups, x, y, bias, [&](const uint8_t* p, const int8_t* xq, int64_t b) {
+    __m256i s = _mm256_set1_epi32(x.corr[b]);
+    for (int c = 0; c < 8; ++c) s = _mm256_dpbusd_epi32(s, _mm256_xor_si256(x8_chunk(p, c), flip), x8_quad(xq, c));
+    return s;
+  });
 }
 
 void x8_gemv(DType t, const uint8_t* w, int64_t groups, const QActs& x, float* y, const float* bias) {
