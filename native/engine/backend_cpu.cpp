@@ -270,7 +270,7 @@ class CpuBackend final : public Backend {
   // file's pages in memory rather than adding to them: each tensor's pages are
   // released once it is copied, so the resident set stays about the file's
   // size. It costs load time: ~0.6 s for the 7B Q4_0 on 2 cores when the
-  // memory is at hand, 5-10 s (Q4_0, Q8_0) in a VM whose host must first
+  // memory is at hand, 1.5-6 s (Q8_0: 5-10 s) in a VM whose host must first
   // back the fresh pages. CXR_REPACK=0 keeps the rows as mapped.
   Weight matmul_weight(const GgufTensor& t) override {
     Weight w = weight(t);
