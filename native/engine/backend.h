@@ -20,13 +20,13 @@ namespace cxr {
 
 struct GgufTensor;
 
-// A 2-D weight matrix [rows, cols] (ggml ne = {cols, rows}) as the backend sees it.
 // How a weight's rows are laid out in memory.
 enum class WeightLayout : uint8_t {
   Rows,    // row after row, as in the file
   X8,      // Q4_0 or Q8_0 rows interleaved eight at a time (repack.h)
 };
 
+// A 2-D weight matrix [rows, cols] (ggml ne = {cols, rows}) as the backend sees it.
 struct Weight {
   DType type = DType::F32;
   int64_t rows = 0, cols = 0;
@@ -67,7 +67,8 @@ class Backend {
   // Makes a tensor from the file usable as a weight (CPU: wraps the mapping).
   virtual Weight weight(const GgufTensor& t) = 0;
   // The same for a weight only ever used by matmul, which a backend may
-  // rearrange for its kernels (CPU: Q4_0 into q4_0x8); never given to get_rows.
+  // rearrange for its kernels (CPU: Q4_0 / Q8_0 into x8, repack.h); never given
+  // to get_rows.
   virtual Weight matmul_weight(const GgufTensor& t) { return weight(t); }
 
   // --- ops (every pointer is backend memory unless said otherwise) -----------

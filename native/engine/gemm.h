@@ -107,7 +107,7 @@ void pack_float_panel(DType t, const uint8_t* w, size_t wrow, int nr, int64_t k0
 // The best kernel set for the running CPU, or nullptr when there is none (no
 // AVX2) or the scalar kernels are forced.
 const GemmKernels* gemm_kernels();
-// The set whose int_gemv (and group order) the decode route uses: the same as
+// The set whose int_gemv / x8_gemv (and group order) the decode route uses: the same as
 // gemm_kernels(), except on CPUs where another set decodes faster (AMD cores
 // with AVX-512 take the AVX2 one; see matmul.cpp). nullptr exactly when
 // gemm_kernels() is.

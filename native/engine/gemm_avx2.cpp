@@ -214,7 +214,7 @@ void x8_panel(DType t, const uint8_t* w, int nr, const QActs& x, float* y, int64
     uint8_t* dst = buf + b * kBlockBytes;
     auto* q = reinterpret_cast<__m256i*>(dst);
     for (int c = 0; c < (t == DType::Q4_0 ? 4 : 8); ++c) {
-      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + 16 + 32 * c));
+      const __m256i v = x8_chunk(src, c);
       if (t == DType::Q4_0) {
         _mm256_store_si256(q + c, _mm256_and_si256(v, low4));
         _mm256_store_si256(q + c + 4, _mm256_and_si256(_mm256_srli_epi16(v, 4), low4));
@@ -222,8 +222,7 @@ void x8_panel(DType t, const uint8_t* w, int nr, const QActs& x, float* y, int64
         _mm256_store_si256(q + c, v);  // Q8_0 stays signed here (int_offset 0)
       }
     }
-    _mm256_store_ps(reinterpret_cast<float*>(dst + 256),
-                    _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src))));
+    _mm256_store_ps(reinterpret_cast<float*>(dst + 256), x8_scales(src));
   }
   if (t == DType::Q4_0) run_tiles<DType::Q4_0>(buf, x, nr, y, ldy, bias);
   else run_tiles<DType::Q8_0>(buf, x, nr, y, ldy, bias);
@@ -262,9 +261,10 @@ inline float hsum256(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
-// Q4_0 blocks b and b + 1 against activations in group order (gemm.h; groups of two here); p holds
-// block b's scale in lanes 0..3 and block b + 1's in lanes 4..7. The two int16
-// products stay below 2 * 2 * 15 * 127 before widening.
+// Q4_0 blocks b and b + 1 against activations in group order (gemm.h; groups
+// of two here); p holds block b's scale in lanes 0..3 and block b + 1's in
+// lanes 4..7. The two int16 products stay below 2 * 2 * 15 * 127 before
+// widening.
 inline __m256 gemv_pair_q4(const uint8_t* blk, const int8_t* xq, __m256 p, __m256 acc) {
   const __m256i v = _mm256_inserti128_si256(
       _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 2))),
@@ -355,7 +355,6 @@ constexpr int kFTile = 6;
 
 size_t float_chunk_bytes() { return sizeof(float) * kChunkRows * kKBlock; }
 
-
 inline __m256i lane_mask(int n) {
   return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
@@ -433,8 +432,9 @@ void q4x8_gemv_avx2(const uint8_t* w, int64_t groups, const QActs& x, float* y, 
     __m256i s16 = _mm256_setzero_si256();
     for (int c = 0; c < 4; ++c) {
       const __m256i v = x8_chunk(p, c);
+      const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
       s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(_mm256_and_si256(v, low4), x8_quad(xq, c)));
-      s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v, 4), low4), x8_quad(xq, c + 4)));
+      s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(hi, x8_quad(xq, c + 4)));
     }
     return _mm256_add_epi32(_mm256_madd_epi16(s16, ones), _mm256_set1_epi32(x.corr[b]));
   });

@@ -219,9 +219,7 @@ void x8_panel(DType t, const uint8_t* w, int nr, const QActs& x, float* y, int64
     const uint8_t* s1 = w2 + b * gb;
     auto* q = reinterpret_cast<__m512i*>(buf + b * kBlockBytes);
     for (int c = 0; c < (t == DType::Q4_0 ? 4 : 8); ++c) {
-      const __m512i v = _mm512_inserti64x4(
-          _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(s0 + 16 + 32 * c))),
-          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s1 + 16 + 32 * c)), 1);
+      const __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(x8_chunk(s0, c)), x8_chunk(s1, c), 1);
       if (t == DType::Q4_0) {
         _mm512_store_si512(q + c, _mm512_and_si512(v, low4));
         _mm512_store_si512(q + c + 4, _mm512_and_si512(_mm512_srli_epi16(v, 4), low4));

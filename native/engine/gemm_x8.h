@@ -2,12 +2,23 @@
 // and AVX-512 kernel sets, which differ only in how a block's dot is formed.
 //
 // Include it inside a file's AVX2 target region (after <immintrin.h>, within
-// the target pragma), like the intrinsics it uses.
+// the target pragma), like the intrinsics it uses, and after <cstring>,
+// gemm.h and repack.h.
 #pragma once
 
 namespace cxr {
 namespace detail {
 namespace {
+
+// The eight rows' scales of an x8 block (repack.h), as floats.
+inline __m256 x8_scales(const uint8_t* p) {
+  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+
+// Chunk c of an x8 block: quant dword c of the eight rows.
+inline __m256i x8_chunk(const uint8_t* p, int c) {
+  return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 16 + 32 * c));
+}
 
 // y[8g + r] (+ bias) for `groups` row groups at w, one token: per block, the
 // eight rows' int32 dots come from block_dot(group block, the token's 32
@@ -24,18 +35,12 @@ inline void x8_gemv_loop(const uint8_t* w, int64_t groups, const QActs& x, float
       for (size_t l = 0; l < kGroupBlock; l += 64)
         _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetch + l), _MM_HINT_T0);
       const __m256i s = block_dot(p, x.q + b * 32, b);
-      const __m256 d = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))),
-                                     _mm256_set1_ps(x.d[b]));
+      const __m256 d = _mm256_mul_ps(x8_scales(p), _mm256_set1_ps(x.d[b]));
       acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), d, acc);
     }
     if (bias) acc = _mm256_add_ps(acc, _mm256_loadu_ps(bias + 8 * g));
     _mm256_storeu_ps(y + 8 * g, acc);
   }
-}
-
-// Chunk c of an x8 block (repack.h): quant dword c of the eight rows.
-inline __m256i x8_chunk(const uint8_t* p, int c) {
-  return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 16 + 32 * c));
 }
 
 // Activation quants 4c .. 4c+3 of a block, in every lane.

@@ -222,8 +222,6 @@ std::string os_error(int code) { return std::error_code(code, std::system_catego
   throw EngineError(err::kIo, path + ": " + problem);
 }
 
-// Maps `path` read-only. Returns the base pointer and size; throws on failure.
-// Empty files are reported before mapping since a zero-length mapping fails.
 #if !defined(_WIN32)
 // Maps the whole file read-only. On Linux the mapping starts on a 2 MiB
 // boundary and asks for transparent huge pages: file offsets and addresses
@@ -260,6 +258,8 @@ void* map_huge_aligned(int fd, size_t size) {
 }
 #endif
 
+// Maps `path` read-only. Returns the base pointer and size; throws on failure.
+// Empty files are reported before mapping since a zero-length mapping fails.
 const uint8_t* map_file(const std::string& path, uint64_t* size_out) {
 #ifdef _WIN32
   int wlen = MultiByteToWideChar(CP_UTF8, 0, path.c_str(), -1, nullptr, 0);

@@ -154,7 +154,7 @@ void vec_dot_matmul(ThreadPool& pool, const Weight& W, const float* x, int64_t n
   const uint8_t* xbase = static_cast<const uint8_t*>(xq);
   if (W.layout == WeightLayout::X8) {
     // A row group at a time, unpacked to plain rows, so the numbers are the
-    // Q4_0 vec_dot's own.
+    // type's own vec_dot's.
     pool.parallel_for(rows / kX8Rows, 1, [&](int64_t g0, int64_t g1, int) {
       uint8_t* rows8 = thread_buffer(kX8Rows * wrow);
       for (int64_t g = g0; g < g1; ++g) {

@@ -11,7 +11,7 @@ namespace cxr {
 namespace {
 
 // Quant bytes of one source block (after its 2-byte scale).
-size_t quant_bytes(DType t) { return t == DType::Q4_0 ? 16 : 32; }
+size_t quant_bytes(DType t) { return x8_block_bytes(t) / kX8Rows - 2; }
 
 // Moves one block of a group between the two layouts: rows[r] is row r's
 // source block (scale first), x8 the group's block.

@@ -2,15 +2,24 @@
 // residual adds, KV stores, embedding rows) against plain double-precision
 // formulas written here, on the SIMD kernels and on the forced scalar path.
 // Lengths are chosen off the vector widths (8, 16, 32) so tails are covered.
+#include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <vector>
 
 #include "backend.h"
 #include "error.h"
+#include "gemm.h"
+#include "gguf.h"
 #include "quants.h"
 #include "test.h"
+
+#if !defined(_WIN32)
+#include <sys/mman.h>
+#include <unistd.h>
+#endif
 
 using namespace cxr;
 
@@ -272,3 +281,62 @@ TEST(get_rows_dequantizes_and_rejects_bad_ids) {
     CHECK_THROWS(be.get_rows(w, bad, 1, out.data()), "token id 10 is outside the vocabulary");
   });
 }
+
+#if !defined(_WIN32)
+// matmul_weight: Q4_0 / Q8_0 matrices of whole row groups come back repacked
+// (repack.h) when the SIMD kernels are there, others and CXR_REPACK=0 as the
+// mapped rows; either way the matmul gives the rows' results, and the mapped
+// bytes read back as the file's after their pages were released.
+TEST(cpu_backend_matmul_weight_repacks_only_what_it_can) {
+  const int64_t cols = 96;
+  const int64_t row_counts[] = {24, 13};  // whole groups of 8, and not
+  for (DType t : {DType::Q4_0, DType::Q8_0, DType::F16}) {
+    for (int64_t rows : row_counts) {
+      std::vector<float> wf = randn(static_cast<size_t>(rows * cols), 31 + static_cast<uint32_t>(rows));
+      std::vector<uint8_t> bytes(dtype_row_bytes(t, cols) * rows);
+      quantize_weights(t, wf.data(), bytes.data(), rows, cols);
+      // The weight lives in a file mapping, as a GGUF tensor does.
+      char path[] = "/tmp/cxr-test-weight-XXXXXX";
+      const int fd = mkstemp(path);
+      CHECK(fd >= 0);
+      if (fd < 0) return;
+      CHECK(write(fd, bytes.data(), bytes.size()) == static_cast<ssize_t>(bytes.size()));
+      void* map = mmap(nullptr, bytes.size(), PROT_READ, MAP_PRIVATE, fd, 0);
+      close(fd);
+      unlink(path);
+      CHECK(map != MAP_FAILED);
+      if (map == MAP_FAILED) return;
+      GgufTensor tensor;
+      tensor.n_dims = 2;
+      tensor.ne[0] = cols;
+      tensor.ne[1] = rows;
+      tensor.type = t;
+      tensor.nbytes = bytes.size();
+      tensor.data = map;
+
+      auto be = make_cpu_backend(2);
+      const bool kernels = detail::gemv_kernels() != nullptr;
+      const bool want = kernels && t != DType::F16 && rows % 8 == 0;
+      for (bool env_off : {false, true}) {
+        if (env_off) setenv("CXR_REPACK", "0", 1);
+        const Weight w = be->matmul_weight(tensor);
+        if (env_off) unsetenv("CXR_REPACK");
+        CHECK((w.layout == WeightLayout::X8) == (want && !env_off));
+        CHECK((w.data == map) == (w.layout == WeightLayout::Rows));
+        // Results equal the plain rows' on the same activations (3 tokens: decode route; 9: panels).
+        for (int64_t n : {3, 9}) {
+          const std::vector<float> x = randn(static_cast<size_t>(n * cols), 7);
+          std::vector<float> y(static_cast<size_t>(n * rows)), yref(y.size());
+          be->matmul(w, x.data(), n, y.data(), nullptr);
+          be->matmul(be->weight(tensor), x.data(), n, yref.data(), nullptr);
+          double worst = 0;
+          for (size_t i = 0; i < y.size(); ++i) worst = std::max(worst, std::fabs(static_cast<double>(y[i]) - yref[i]));
+          CHECK(worst <= 1e-4);
+        }
+      }
+      CHECK(std::memcmp(map, bytes.data(), bytes.size()) == 0);
+      munmap(map, bytes.size());
+    }
+  }
+}
+#endif
