@@ -21,8 +21,8 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { native, type NativeModel, type NativeResult, type NativeSegment } from '../lib/native.js';
-import { readGgufInfo, simdLevel } from '../lib/tensors.js';
+import { native, type NativeModel, type NativeResult, type NativeSegment } from '../lib/runtime/native.js';
+import { readGgufInfo, simdLevel } from '../lib/runtime/tensors.js';
 import { anchorMissingReason, LlamaCppModel, LLAMA_CPP_ANCHOR_VERSION, loadedCpuVariant, restrictAnchorToAvx2 } from './llama-cpp.js';
 import { installAnchor, measureRoofline, peakRss, runTorchVision, torchMissingReason, type Roofline, type TorchResult } from './machine.js';
 import {

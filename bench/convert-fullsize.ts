@@ -98,7 +98,7 @@ interface ConvertChildResult {
 }
 
 async function convertChild(hfDir: string, outDir: string, type: Type): Promise<void> {
-  const { convertCheckpoint } = await import('../lib/convert.js');
+  const { convertCheckpoint } = await import('../lib/convert/convert.js');
   const t0 = performance.now();
   const phases: Record<string, number> = {};
   let lastPrint = 0;
@@ -147,7 +147,7 @@ function typeCounts(tensors: { type: string }[]): Record<string, number> {
 }
 
 async function checkChild(textPath: string, mmprojPath: string, run: boolean): Promise<void> {
-  const { readGgufInfo } = await import('../lib/tensors.js');
+  const { readGgufInfo } = await import('../lib/runtime/tensors.js');
   const text = readGgufInfo(textPath);
   const mmproj = readGgufInfo(mmprojPath);
   const result: CheckChildResult = {
@@ -158,7 +158,7 @@ async function checkChild(textPath: string, mmprojPath: string, run: boolean): P
     fileType: text.metadata['general.file_type'],
   };
   if (run) {
-    const { loadModel } = await import('../lib/model.js');
+    const { loadModel } = await import('../lib/runtime/model.js');
     const t0 = performance.now();
     const model = await loadModel({ model: textPath, mmproj: mmprojPath, contextSize: 64 });
     const t1 = performance.now();

@@ -5,9 +5,9 @@
  * quantized tensor plus a few MB of floats in memory.
  */
 import { existsSync } from 'node:fs';
-import { GgufWriter, type GgmlTypeName } from '../lib/gguf-writer.js';
-import { addLlamaToGguf, recipes, type GgufSink, type LlamaHParams, type LlamaTensors, type TensorSource, type Vocab } from '../lib/llama-gguf.js';
-import { quantize, readGgufInfo } from '../lib/tensors.js';
+import { GgufWriter, type GgmlTypeName } from '../lib/convert/gguf-writer.js';
+import { addLlamaToGguf, recipes, type GgufSink, type LlamaHParams, type LlamaTensors, type TensorSource, type Vocab } from '../lib/convert/llama-gguf.js';
+import { quantize, readGgufInfo } from '../lib/runtime/tensors.js';
 
 /** Model shapes the benchmark knows. */
 export const SHAPES = {

@@ -5,10 +5,10 @@
  * when the writer asks for them.
  */
 import { existsSync } from 'node:fs';
-import { addClipToGguf, clipRecipes, type ClipHParams, type ClipTensors } from '../lib/clip-gguf.js';
-import { GgufWriter } from '../lib/gguf-writer.js';
-import type { TensorSource } from '../lib/llama-gguf.js';
-import { quantize, readGgufInfo } from '../lib/tensors.js';
+import { addClipToGguf, clipRecipes, type ClipHParams, type ClipTensors } from '../lib/convert/clip-gguf.js';
+import { GgufWriter } from '../lib/convert/gguf-writer.js';
+import type { TensorSource } from '../lib/convert/llama-gguf.js';
+import { quantize, readGgufInfo } from '../lib/runtime/tensors.js';
 
 /** ViT-L/16 at 512 px: 1024 patches + CLS = 1025 tokens, 24 layers of width 1024. */
 export const VIT_L_512: ClipHParams = {

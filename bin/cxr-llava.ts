@@ -7,9 +7,9 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Command, CommanderError } from 'commander';
-import { convertCommand } from '../lib/convert.js';
-import { loadModel, type Model } from '../lib/model.js';
-import { readGgufInfo } from '../lib/tensors.js';
+import { convertCommand } from '../lib/convert/convert.js';
+import { loadModel, type Model } from '../lib/runtime/model.js';
+import { readGgufInfo } from '../lib/runtime/tensors.js';
 import { runBatch } from '../lib/cli/batch.js';
 import { formatBench, runBench } from '../lib/cli/bench.js';
 import { runChat } from '../lib/cli/chat.js';

@@ -8,7 +8,7 @@
  * await model.close();
  * ```
  */
-export { loadModel, Model, ChatSession } from './model.js';
+export { loadModel, Model, ChatSession } from './runtime/model.js';
 export type {
   EncodedImage,
   LoadModelOptions,
@@ -19,20 +19,20 @@ export type {
   GenerateResult,
   Timings,
   TokenLogprob,
-} from './model.js';
+} from './runtime/model.js';
 export { CxrError } from './errors.js';
 export type { CxrErrorCode } from './errors.js';
-export { SYSTEM_PROMPT, REPORT_PROMPT, DIFFERENTIAL_PROMPT, IMAGE_PLACEHOLDER, chatText } from './prompt.js';
-export { preprocessImage, loadGray8, IMAGE_SIZE, OFFICIAL_MEAN, OFFICIAL_STD, SUPPORTED_FORMATS } from './image.js';
-export type { ImageInput, RawPixels, PreprocessOptions } from './image.js';
-export { convertCheckpoint, CONVERT_TYPES, VISION_TYPES } from './convert.js';
-export type { ConvertOptions, ConvertResult, ConvertProgress, ConvertType, VisionType } from './convert.js';
-export { pullModel, resolveDefaultModel, listCachedModels, cacheRoot, DEFAULT_REPO } from './hub.js';
-export type { PullOptions, PullProgress, CachedModel } from './hub.js';
-export type { ChatMessage } from './prompt.js';
-export { quantize, quantizeAsync, dequantize, readGgufInfo, simdLevel } from './tensors.js';
-export type { GgufInfo } from './tensors.js';
-export { GgufWriter, GGML_TYPES, tensorBytes } from './gguf-writer.js';
-export type { GgmlTypeName, GgufValueType } from './gguf-writer.js';
-export { parseSentencePieceModel } from './sentencepiece.js';
-export type { SentencePieceModel } from './sentencepiece.js';
+export { SYSTEM_PROMPT, REPORT_PROMPT, DIFFERENTIAL_PROMPT, IMAGE_PLACEHOLDER, chatText } from './runtime/prompt.js';
+export { preprocessImage, loadGray8, IMAGE_SIZE, OFFICIAL_MEAN, OFFICIAL_STD, SUPPORTED_FORMATS } from './inputs/image.js';
+export type { ImageInput, RawPixels, PreprocessOptions } from './inputs/image.js';
+export { convertCheckpoint, CONVERT_TYPES, VISION_TYPES } from './convert/convert.js';
+export type { ConvertOptions, ConvertResult, ConvertProgress, ConvertType, VisionType } from './convert/convert.js';
+export { pullModel, resolveDefaultModel, listCachedModels, cacheRoot, DEFAULT_REPO } from './hub/hub.js';
+export type { PullOptions, PullProgress, CachedModel } from './hub/hub.js';
+export type { ChatMessage } from './runtime/prompt.js';
+export { quantize, quantizeAsync, dequantize, readGgufInfo, simdLevel } from './runtime/tensors.js';
+export type { GgufInfo } from './runtime/tensors.js';
+export { GgufWriter, GGML_TYPES, tensorBytes } from './convert/gguf-writer.js';
+export type { GgmlTypeName, GgufValueType } from './convert/gguf-writer.js';
+export { parseSentencePieceModel } from './convert/sentencepiece.js';
+export type { SentencePieceModel } from './convert/sentencepiece.js';

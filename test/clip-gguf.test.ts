@@ -4,8 +4,8 @@
 
 import t from 'tap';
 import { readFileSync } from 'node:fs';
-import { addClipToGguf, clipRecipes, type ClipHParams, type ClipRecipe, type ClipTensors } from '../lib/clip-gguf.js';
-import type { Quantizer } from '../lib/llama-gguf.js';
+import { addClipToGguf, clipRecipes, type ClipHParams, type ClipRecipe, type ClipTensors } from '../lib/convert/clip-gguf.js';
+import type { Quantizer } from '../lib/convert/llama-gguf.js';
 import { RecordingSink } from './helpers/recording-sink.js';
 import { makeVisionWeight, TINY_VISION_HPARAMS, tinyVisionSpecs, tinyVisionTensors } from './helpers/tiny-vision.js';
 

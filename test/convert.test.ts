@@ -9,8 +9,8 @@ import { closeSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync,
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { loadModel } from '../lib/index.js';
-import { convertCheckpoint, MODEL_LICENSE, type ConvertProgress } from '../lib/convert.js';
-import { quantize, readGgufInfo } from '../lib/tensors.js';
+import { convertCheckpoint, MODEL_LICENSE, type ConvertProgress } from '../lib/convert/convert.js';
+import { quantize, readGgufInfo } from '../lib/runtime/tensors.js';
 import { SHARDS, writeOfficialCheckpoint, type OfficialCheckpointOptions } from './helpers/official-checkpoint.js';
 
 interface Golden {

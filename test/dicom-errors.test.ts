@@ -6,7 +6,7 @@ import t from 'tap';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CxrError } from '../lib/errors.js';
-import { decodeDicom, isDicom } from '../lib/dicom/index.js';
+import { decodeDicom, isDicom } from '../lib/inputs/dicom/index.js';
 
 const dir = join(import.meta.dirname, 'fixtures', 'dicom');
 const read = (file: string) => new Uint8Array(readFileSync(join(dir, file)));

@@ -6,8 +6,8 @@ import t from 'tap';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
-import { decodeHighBit } from '../lib/highbit.js';
-import { decodeDicom } from '../lib/dicom/index.js';
+import { decodeHighBit } from '../lib/inputs/highbit.js';
+import { decodeDicom } from '../lib/inputs/dicom/index.js';
 
 const dir = join(import.meta.dirname, 'fixtures', 'dicom');
 const read = (file: string) => new Uint8Array(readFileSync(join(dir, file)));

@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import sharp from 'sharp';
-import { decodeDicom, type DicomRenderOptions } from '../lib/dicom/index.js';
+import { decodeDicom, type DicomRenderOptions } from '../lib/inputs/dicom/index.js';
 
 const dir = join(import.meta.dirname, 'fixtures', 'dicom');
 const read = (file: string) => new Uint8Array(readFileSync(join(dir, file)));

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadModel, preprocessImage } from '../lib/index.js';
-import { quantize } from '../lib/tensors.js';
+import { quantize } from '../lib/runtime/tensors.js';
 import { writeTinyLlama } from './helpers/tiny-llama.js';
 import { writeTinyMmproj } from './helpers/tiny-vision.js';
 

@@ -9,7 +9,7 @@ import t from 'tap';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
-import { decodeDicom, type DicomRenderOptions } from '../lib/dicom/index.js';
+import { decodeDicom, type DicomRenderOptions } from '../lib/inputs/dicom/index.js';
 
 const dir = join(import.meta.dirname, 'fixtures', 'dicom');
 

@@ -201,8 +201,8 @@ t.test('ignoreEos decodes past the end-of-sequence token', async (t) => {
   const ids = probe.tokenize(prompt, { bos: true });
   const first = (await probe.generate({ tokens: ids, temperature: 0, maxTokens: 1 })).tokens[0]!;
   await probe.close();
-  const { GgufWriter } = await import('../lib/gguf-writer.js');
-  const { addLlamaToGguf, recipes } = await import('../lib/llama-gguf.js');
+  const { GgufWriter } = await import('../lib/convert/gguf-writer.js');
+  const { addLlamaToGguf, recipes } = await import('../lib/convert/llama-gguf.js');
   const { TINY_LLAMA_DIMS, tinyLlamaTensors } = await import('./helpers/prng-weights.js');
   const { loadTinyVocab } = await import('./helpers/tiny-llama.js');
   const vocab = { ...(await loadTinyVocab()), eosId: first };

@@ -10,7 +10,7 @@ import { writeTinyLlama } from './helpers/tiny-llama.js';
 const dir = mkdtempSync(path.join(tmpdir(), 'cxr-hostile-'));
 t.teardown(() => rmSync(dir, { recursive: true, force: true }));
 const good = path.join(dir, 'good.gguf');
-await writeTinyLlama(good, 'q8_0', { quantize: (await import('../lib/tensors.js')).quantize });
+await writeTinyLlama(good, 'q8_0', { quantize: (await import('../lib/runtime/tensors.js')).quantize });
 const bytes = readFileSync(good);
 const info = readGgufInfo(good);
 
@@ -91,7 +91,7 @@ t.test('a missing file and a directory', async (t) => {
 });
 
 t.test('a valid GGUF that is not a LLaMA model', async (t) => {
-  const { GgufWriter } = await import('../lib/gguf-writer.js');
+  const { GgufWriter } = await import('../lib/convert/gguf-writer.js');
   const p = path.join(dir, 'clip.gguf');
   await new GgufWriter().setString('general.architecture', 'whisper').write(p);
   await expectRejected(t, p, 'ERR_MODEL', /architecture "whisper"/);

@@ -5,7 +5,7 @@ import t, { type Test } from 'tap';
 import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { GGML_TYPES, GgufWriter, tensorBytes } from '../lib/gguf-writer.js';
+import { GGML_TYPES, GgufWriter, tensorBytes } from '../lib/convert/gguf-writer.js';
 
 // ---- an independent parser ---------------------------------------------------------------
 

@@ -10,8 +10,8 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { hostname, tmpdir } from 'node:os';
 import path from 'node:path';
-import { cacheRoot, pullModel, resolveDefaultModel, type PullProgress } from '../lib/hub.js';
-import { readGgufInfo } from '../lib/tensors.js';
+import { cacheRoot, pullModel, resolveDefaultModel, type PullProgress } from '../lib/hub/hub.js';
+import { readGgufInfo } from '../lib/runtime/tensors.js';
 import { writeOfficialCheckpoint } from './helpers/official-checkpoint.js';
 
 const REPO = 'ECOFRI/CXR-LLAVA-v2';

@@ -18,7 +18,7 @@ import {
   preprocessImage,
   preprocessImageGray8,
   type RawPixels,
-} from '../lib/image.js';
+} from '../lib/inputs/image.js';
 
 const dir = new URL('./fixtures/images/', import.meta.url).pathname;
 interface Golden {
@@ -234,7 +234,7 @@ t.test('bad input gives a clear ERR_IMAGE naming the file', async (t) => {
   t.ok(bomb.length < 200_000, `the bomb is small (${bomb.length} bytes)`);
   await expectError(bomb, 'bomb.png: the image is 30000x30000 pixels, more than the limit of 100000000 pixels', 'bomb.png');
 
-  // 16-bit PNGs are accepted now (lib/highbit.ts maps them by their data range;
+  // 16-bit PNGs are accepted now (lib/inputs/highbit.ts maps them by their data range;
   // checked against dcmtk in test/dicom-highbit.test.ts): a constant image stays constant.
   const sixteen = await preprocessImageGray8(png(4, 3, 16, 0, rows(8, 3, 7)), { size: 4 });
   t.ok(sixteen.every((v) => v === sixteen[0]), 'a constant 16-bit image stays constant');

@@ -15,8 +15,8 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { loadModel, type Model } from '../lib/index.js';
-import { quantize, readGgufInfo } from '../lib/tensors.js';
-import type { RecipeName } from '../lib/llama-gguf.js';
+import { quantize, readGgufInfo } from '../lib/runtime/tensors.js';
+import type { RecipeName } from '../lib/convert/llama-gguf.js';
 import { writeTinyLlama, type TinyLlamaOptions } from './helpers/tiny-llama.js';
 import { anchorMissingReason, LlamaCppModel } from '../bench/llama-cpp.js';
 

@@ -12,7 +12,7 @@ import {
   type LlamaRecipe,
   type Quantizer,
   type Vocab,
-} from '../lib/llama-gguf.js';
+} from '../lib/convert/llama-gguf.js';
 import { makeWeight, TINY_LLAMA_DIMS, tinyLlamaTensors } from './helpers/prng-weights.js';
 import { RecordingSink } from './helpers/recording-sink.js';
 

@@ -3,7 +3,7 @@
 
 import t from 'tap';
 import { readFileSync } from 'node:fs';
-import { addLlamaToGguf, recipes, type Vocab } from '../lib/llama-gguf.js';
+import { addLlamaToGguf, recipes, type Vocab } from '../lib/convert/llama-gguf.js';
 import { fileURLToPath } from 'node:url';
 import {
   makeWeight,

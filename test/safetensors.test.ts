@@ -4,7 +4,7 @@ import t from 'tap';
 import { mkdirSync, mkdtempSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { SafetensorsCheckpoint, SafetensorsFile, toFloat32 } from '../lib/safetensors.js';
+import { SafetensorsCheckpoint, SafetensorsFile, toFloat32 } from '../lib/convert/safetensors.js';
 import { safetensorsBytes, toBf16Bits } from './helpers/official-checkpoint.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'cxr-st-'));

@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs';
 import t from 'tap';
 
-import { parseSentencePieceModel } from '../lib/sentencepiece.js';
+import { parseSentencePieceModel } from '../lib/convert/sentencepiece.js';
 
 const dir = new URL('./fixtures/tokenizer/', import.meta.url);
 const modelBytes = new Uint8Array(readFileSync(new URL('tiny-sp.model', dir)));

@@ -6,8 +6,8 @@ import { readFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { loadModel, REPORT_PROMPT, SYSTEM_PROMPT } from '../lib/index.js';
-import { quantize } from '../lib/tensors.js';
-import type { ClipRecipeName } from '../lib/clip-gguf.js';
+import { quantize } from '../lib/runtime/tensors.js';
+import type { ClipRecipeName } from '../lib/convert/clip-gguf.js';
 import { writeTinyLlama } from './helpers/tiny-llama.js';
 import { normaliseGray, TINY_VISION_HPARAMS, writeTinyMmproj } from './helpers/tiny-vision.js';
 

@@ -9,8 +9,8 @@
  */
 import { performance } from 'node:perf_hooks';
 import path from 'node:path';
-import { decodeImage, preprocessImage } from '../image.js';
-import type { Model } from '../model.js';
+import { decodeImage, preprocessImage } from '../inputs/image.js';
+import type { Model } from '../runtime/model.js';
 import { clock, ms, perSecond } from './format.js';
 import type { InputFile } from './inputs.js';
 import type { ImageFlags } from './options.js';

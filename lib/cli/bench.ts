@@ -4,8 +4,8 @@
  * around it and decodes a fixed number of tokens (end-of-text ignored, so every
  * run decodes the same count). Medians over the runs are printed.
  */
-import { REPORT_PROMPT } from '../prompt.js';
-import type { Model } from '../model.js';
+import { REPORT_PROMPT } from '../runtime/prompt.js';
+import type { Model } from '../runtime/model.js';
 import { perSecond } from './format.js';
 
 export interface BenchOptions {

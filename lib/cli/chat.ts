@@ -8,7 +8,7 @@
  * the session ends with the input.
  */
 import readline from 'node:readline';
-import type { Model } from '../model.js';
+import type { Model } from '../runtime/model.js';
 import type { SamplingParams } from './batch.js';
 import { prepareImage } from './batch.js';
 import type { ImageFlags } from './options.js';

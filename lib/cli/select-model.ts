@@ -6,7 +6,7 @@
 import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { CxrError } from '../errors.js';
-import { pullCommand, resolveDefaultModel, type PullProgress } from '../hub.js';
+import { pullCommand, resolveDefaultModel, type PullProgress } from '../hub/hub.js';
 import { humanBytes } from './format.js';
 import { PhasedProgress } from './progress.js';
 

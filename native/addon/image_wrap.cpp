@@ -4,7 +4,7 @@
 //   preprocessGray8({ data, width, height, channels, size })       -> Promise<Uint8Array>
 //   luma({ data, width, height, channels })                         -> Promise<Uint8Array>
 //
-// `data` is interleaved 8-bit pixels (1..4 channels) already decoded by lib/image.ts.
+// `data` is interleaved 8-bit pixels (1..4 channels) already decoded by lib/inputs/image.ts.
 // Options are validated in JS; here only the byte length is checked, because a
 // wrong one would read outside the buffer. The pixels are copied before the
 // worker runs: JS could otherwise detach or reuse the buffer while it reads.

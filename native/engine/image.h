@@ -7,7 +7,7 @@
 //   4. x/255, then (x - mean)/std
 // Every step here reproduces PIL (Pillow 9.x) bit for bit on 8-bit data,
 // including the 8-bit image between the two resampling passes. Decoding is not
-// done here: the caller hands over raw pixels (sharp in lib/image.ts, or the
+// done here: the caller hands over raw pixels (sharp in lib/inputs/image.ts, or the
 // DICOM reader's 8-bit output).
 #pragma once
 #include <cstdint>

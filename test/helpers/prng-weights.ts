@@ -18,7 +18,7 @@
 //     kind 'norm'   (RMSNorm weights):       value = fround(1 + u / 8)
 //         (the only rounding step: 1 + u/8 needs 26 bits; round to nearest even).
 
-import type { LlamaHParams, LlamaTensors, TensorSource } from '../../lib/llama-gguf.js';
+import type { LlamaHParams, LlamaTensors, TensorSource } from '../../lib/convert/llama-gguf.js';
 
 export type WeightKind = 'embed' | 'linear' | 'norm';
 

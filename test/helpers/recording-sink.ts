@@ -1,8 +1,8 @@
 // A stand-in for GgufWriter that records what addLlamaToGguf asks of it, so tests
 // can inspect keys and tensor bytes without writing or parsing a file.
 
-import type { GgmlTypeName } from '../../lib/gguf-writer.js';
-import type { GgufSink } from '../../lib/llama-gguf.js';
+import type { GgmlTypeName } from '../../lib/convert/gguf-writer.js';
+import type { GgufSink } from '../../lib/convert/llama-gguf.js';
 
 export interface RecordedKey {
   type: string;

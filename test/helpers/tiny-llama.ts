@@ -5,9 +5,9 @@
 
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
-import { GgufWriter } from '../../lib/gguf-writer.js';
-import { parseSentencePieceModel } from '../../lib/sentencepiece.js';
-import { addLlamaToGguf, recipes, type LlamaHParams, type Quantizer, type RecipeName, type Vocab } from '../../lib/llama-gguf.js';
+import { GgufWriter } from '../../lib/convert/gguf-writer.js';
+import { parseSentencePieceModel } from '../../lib/convert/sentencepiece.js';
+import { addLlamaToGguf, recipes, type LlamaHParams, type Quantizer, type RecipeName, type Vocab } from '../../lib/convert/llama-gguf.js';
 import { TINY_LLAMA_DIMS, tinyLlamaTensors, type TinyLlamaDims } from './prng-weights.js';
 
 export const TINY_SP_MODEL = fileURLToPath(new URL('../fixtures/tokenizer/tiny-sp.model', import.meta.url));

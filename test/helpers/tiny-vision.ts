@@ -9,9 +9,9 @@
 //   * 'norm'   (LayerNorm weights): fround(1 + u/8).
 //   * 'bias'   (every bias, LayerNorm biases included): the 'embed' value / 16 (exact).
 
-import { GgufWriter } from '../../lib/gguf-writer.js';
-import { addClipToGguf, clipRecipes, officialClipTensors, type ClipHParams, type ClipRecipeName, type ClipTensors } from '../../lib/clip-gguf.js';
-import type { Quantizer, TensorSource } from '../../lib/llama-gguf.js';
+import { GgufWriter } from '../../lib/convert/gguf-writer.js';
+import { addClipToGguf, clipRecipes, officialClipTensors, type ClipHParams, type ClipRecipeName, type ClipTensors } from '../../lib/convert/clip-gguf.js';
+import type { Quantizer, TensorSource } from '../../lib/convert/llama-gguf.js';
 import { makeWeight } from './prng-weights.js';
 
 export type VisionWeightKind = 'linear' | 'embed' | 'norm' | 'bias';

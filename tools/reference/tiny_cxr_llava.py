@@ -56,7 +56,7 @@ VISION = dict(image_size=64, patch_size=16, channels=1, width=64, layers=2, head
 IMAGE_SEED_NAME = 'tiny-cxr-llava.image'
 GREEDY_STEPS = 32
 
-# lib/prompt.ts, word for word.
+# lib/runtime/prompt.ts, word for word.
 SYSTEM_PROMPT = ('You are a helpful radiologist. Try to interpret chest x ray image and answer to the '
                  'question that user provides.')
 REPORT_PROMPT = ('Write a radiologic report on the given chest radiograph, including information about '

@@ -33,8 +33,8 @@ import {
 } from './llama-gguf.js';
 import { SafetensorsCheckpoint } from './safetensors.js';
 import { parseSentencePieceModel } from './sentencepiece.js';
-import { quantizeAsync } from './tensors.js';
-import { invalidParameterError } from './errors.js';
+import { quantizeAsync } from '../runtime/tensors.js';
+import { invalidParameterError } from '../errors.js';
 
 /** Storage types of the text model. */
 export const CONVERT_TYPES = ['q8_0', 'q4_k_m', 'q4_0', 'f16', 'f32'] as const;

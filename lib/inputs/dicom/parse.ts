@@ -6,7 +6,7 @@
 import { createRequire } from 'node:module';
 import { inflateRawSync } from 'node:zlib';
 import type { DataSet, Element } from 'dicom-parser';
-import { CxrError } from '../errors.js';
+import { CxrError } from '../../errors.js';
 import { describeTransferSyntax, findTransferSyntax, type TransferSyntax } from './syntax.js';
 
 // dicom-parser is a UMD bundle whose CommonJS exports Node's ESM loader cannot

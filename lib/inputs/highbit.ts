@@ -8,7 +8,7 @@
 import sharp from 'sharp';
 import { dataRangeWindow, toGray8 } from './dicom/render.js';
 import type { Gray8Image } from './dicom/index.js';
-import { CxrError, invalidParameterError } from './errors.js';
+import { CxrError, invalidParameterError } from '../errors.js';
 
 export interface HighBitOptions {
   /** Window to use instead of the data range (optional, default min..max of the image). */

@@ -4,7 +4,7 @@
  * the SOP Instance UID, never a patient identifier.
  */
 
-import { invalidParameterError } from '../errors.js';
+import { invalidParameterError } from '../../errors.js';
 import { decodeFirstFrame } from './codecs.js';
 import { dicomError, readHeader, type DicomHeader } from './parse.js';
 import { applyModality, dataRangeWindow, luma, storedValues, toGray8, type Voi } from './render.js';

@@ -6,8 +6,8 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
-import { CxrError } from './errors.js';
-import type { GgmlTypeName } from './gguf-writer.js';
+import { CxrError } from '../errors.js';
+import type { GgmlTypeName } from '../convert/gguf-writer.js';
 
 /** A GGUF metadata value as the addon returns it. Long arrays are summarised. */
 export type GgufMetaValue = number | bigint | boolean | string | GgufMetaValue[] | { type: string; length: number };

@@ -1,5 +1,5 @@
 // hub.ts - `pullModel`: download the official checkpoint from the Hugging Face Hub,
-// verify it, convert it to GGUF and keep the result in the model cache (lib/cache.ts).
+// verify it, convert it to GGUF and keep the result in the model cache (lib/hub/cache.ts).
 //
 // Hub routes used (the same ones huggingface_hub uses):
 //   GET  {endpoint}/api/models/{repo}/revision/{rev}  -> { sha: <commit>, siblings: [{ rfilename }] }
@@ -26,8 +26,8 @@ import {
   writeManifest,
   type CachedModel,
 } from './cache.js';
-import { convertCheckpoint, converterVersion, CONVERT_TYPES, VISION_TYPES, type ConvertProgress, type ConvertType, type VisionType } from './convert.js';
-import { CxrError, invalidParameterError } from './errors.js';
+import { convertCheckpoint, converterVersion, CONVERT_TYPES, VISION_TYPES, type ConvertProgress, type ConvertType, type VisionType } from '../convert/convert.js';
+import { CxrError, invalidParameterError } from '../errors.js';
 
 export { resolveDefaultModel, listCachedModels, cacheRoot, DEFAULT_REPO } from './cache.js';
 export type { CachedModel } from './cache.js';

@@ -14,8 +14,8 @@
 import { readFile } from 'node:fs/promises';
 import sharp from 'sharp';
 
-import { CxrError, invalidParameterError } from './errors.js';
-import { native } from './native.js';
+import { CxrError, invalidParameterError } from '../errors.js';
+import { native } from '../runtime/native.js';
 
 /** Side of the square image the vision tower takes. */
 export const IMAGE_SIZE = 512;
@@ -106,7 +106,7 @@ function looksLikeDicom(b: Uint8Array): boolean {
 }
 
 /**
- * The one place DICOM input is routed: lib/dicom renders it to 8-bit gray as a
+ * The one place DICOM input is routed: lib/inputs/dicom renders it to 8-bit gray as a
  * viewer would (modality LUT, VOI, MONOCHROME1), and the result goes on as a
  * 1-channel image through the same native preprocessing as a PNG.
  */
@@ -220,7 +220,7 @@ async function decodeWithSharp(bytes: Uint8Array, source: string): Promise<Decod
 
 /**
  * Decodes an image to 8-bit pixels. Paths and bytes are recognised by content:
- * PNG, JPEG, TIFF and WebP through sharp, DICOM (once supported) through lib/dicom.
+ * PNG, JPEG, TIFF and WebP through sharp, DICOM (once supported) through lib/inputs/dicom.
  * Raw pixels are checked and passed through. Every failure is a `CxrError` with
  * code `ERR_IMAGE` whose message starts with the file's name.
  */

@@ -12,7 +12,7 @@ import { existsSync } from 'node:fs';
 import { link, mkdir, readdir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { homedir, hostname } from 'node:os';
 import path from 'node:path';
-import { CxrError, invalidParameterError } from './errors.js';
+import { CxrError, invalidParameterError } from '../errors.js';
 
 /** The default model repository. */
 export const DEFAULT_REPO = 'ECOFRI/CXR-LLAVA-v2';

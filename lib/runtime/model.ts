@@ -3,11 +3,11 @@
  * streaming over the native engine.
  */
 import { randomBytes } from 'node:crypto';
-import { CxrError, fromNative, invalidParameterError } from './errors.js';
+import { CxrError, fromNative, invalidParameterError } from '../errors.js';
 import { native, type NativeModel, type NativeModelInfo, type NativeResult, type NativeSegment } from './native.js';
-import { preprocessImageDetailed, type DecodeOptions, type ImageInput } from './image.js';
+import { preprocessImageDetailed, type DecodeOptions, type ImageInput } from '../inputs/image.js';
 import { chatText, DIFFERENTIAL_PROMPT, IMAGE_PLACEHOLDER, REPORT_PROMPT, type ChatMessage } from './prompt.js';
-import { optBoolean, optEnum, optFunction, optInteger, optNumber, optStringArray, reqString } from './validate.js';
+import { optBoolean, optEnum, optFunction, optInteger, optNumber, optStringArray, reqString } from '../validate.js';
 
 /** Progress of a long operation. */
 export interface Progress {
@@ -527,10 +527,10 @@ export async function loadModel(options: LoadModelOptions = {}): Promise<Model> 
   if (options.model === undefined) {
     // No path: the cached default model (and its mmproj), pulled on request.
     const type = options.type === undefined ? undefined : reqString('type', options.type);
-    const { resolveDefaultModel } = await import('./cache.js');
+    const { resolveDefaultModel } = await import('../hub/cache.js');
     const cached = await resolveDefaultModel(type ? { type } : {}).catch(async (err: unknown) => {
       if (optBoolean('pull', options.pull, false) !== true) throw err;
-      const { pullModel } = await import('./hub.js');
+      const { pullModel } = await import('../hub/hub.js');
       return pullModel(type ? { type: type as never } : {});
     });
     modelPath = cached.textPath;

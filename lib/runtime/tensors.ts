@@ -2,8 +2,8 @@
  * Tensor-level utilities over the native kernels: quantization for the
  * converter and GGUF inspection for `cxr-llava info`.
  */
-import { fromNative, invalidParameterError } from './errors.js';
-import { GGML_TYPES, type GgmlTypeName } from './gguf-writer.js';
+import { fromNative, invalidParameterError } from '../errors.js';
+import { GGML_TYPES, type GgmlTypeName } from '../convert/gguf-writer.js';
 import { native, type NativeGgufInfo } from './native.js';
 
 function checkType(type: unknown): GgmlTypeName {
