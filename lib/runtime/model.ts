@@ -299,7 +299,10 @@ export class Model {
       try {
         abort = m.encodeImage(pixels, (kind, payload) => {
           signal?.removeEventListener('abort', onAbort);
-          if (kind === 'encoded') resolve(payload);
+          // The abort rule: a signal raised before this settles wins, even when
+          // the native thread had already finished (its result was in flight).
+          if (signal?.aborted) reject(signal.reason);
+          else if (kind === 'encoded') resolve(payload);
           else reject(fromNative(payload));
         });
       } catch (err) {
@@ -307,9 +310,6 @@ export class Model {
         return;
       }
       signal?.addEventListener('abort', onAbort, { once: true });
-    }).catch((err: unknown) => {
-      if (signal?.aborted && (err as CxrError).code === 'ERR_ABORTED') throw signal.reason;
-      throw err;
     });
     const img: EncodedImage = {
       data: r.data,
@@ -404,26 +404,35 @@ export class Model {
       signal?.throwIfAborted();
       const result = await new Promise<NativeResult>((resolve, reject) => {
         let abort: (() => void) | undefined;
-        const onAbort = (): void => abort?.();
+        // Set by the signal or a throwing onToken. From then on no onToken call
+        // is made and the result is discarded: the native thread may have run
+        // ahead (on a small model it often finishes before JS sees the abort),
+        // so its later events are drained, not believed. The promise settles
+        // only at the final event, so the model is idle when the next call runs.
+        let failure: { error: unknown } | undefined;
+        const onAbort = (): void => {
+          failure ??= { error: signal!.reason };
+          abort?.();
+        };
         try {
           abort = m.generate(
             { segments, maxTokens, temperature, topP, topK, repeatPenalty, repeatLastN: 64, seed, stop, logprobs, stopAtEos: !ignoreEos },
             (kind, payload) => {
               if (kind === 'token') {
-                if (onToken && payload.text.length > 0) {
+                if (failure === undefined && onToken && payload.text.length > 0) {
                   try {
                     onToken(payload.text, payload.token);
                   } catch (err) {
                     // A throwing callback ends the generation with its error.
+                    failure ??= { error: err };
                     abort?.();
-                    signal?.removeEventListener('abort', onAbort);
-                    reject(err);
                   }
                 }
                 return;
               }
               signal?.removeEventListener('abort', onAbort);
-              if (kind === 'done') resolve(payload);
+              if (failure !== undefined) reject(failure.error);
+              else if (kind === 'done') resolve(payload);
               else reject(fromNative(payload));
             },
           );
@@ -486,7 +495,9 @@ export class Model {
     });
     done.catch(() => undefined); // surfaced below, not as an unhandled rejection
     try {
+      // No chunk is yielded once the signal has fired, even one produced before it.
       for (;;) {
+        if (controller.signal.aborted) break;
         if (chunks.length > 0) {
           yield chunks.shift()!;
           continue;
@@ -495,7 +506,9 @@ export class Model {
         await new Promise<void>((r) => (wake = r));
         wake = undefined;
       }
-      return await done;
+      const result = await done;
+      outer?.throwIfAborted();
+      return result;
     } finally {
       outer?.removeEventListener('abort', relay);
       if (!finished) {
