@@ -1,13 +1,14 @@
 # binding.gyp - node-gyp build of the addon (used by `npm install`). It compiles the
-# same sources as CMakeLists.txt: every native/engine/*.cpp plus native/addon/*.cpp.
+# same sources as CMakeLists.txt: every .cpp under native/engine/ (optional backends
+# such as backend/cuda/ excepted; native/sources.cjs lists them) plus native/addon/*.cpp.
 # SIMD kernels pick their instruction set per function, so no per-file flags are needed.
 {
   "targets": [
     {
       "target_name": "cxr_llava",
       "sources": [
-        "<!@(node -p \"require('fs').readdirSync('native/engine').filter(f=>f.endsWith('.cpp')).map(f=>'native/engine/'+f).join(' ')\")",
-        "<!@(node -p \"require('fs').readdirSync('native/addon').filter(f=>f.endsWith('.cpp')).map(f=>'native/addon/'+f).join(' ')\")"
+        "<!@(node native/sources.cjs engine)",
+        "<!@(node native/sources.cjs addon)"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",

@@ -1,12 +1,12 @@
 // The quantizers as the converter sees them from JS: byte sizes, round-trip
 // error within each format's bound, and clear errors for impossible shapes.
 // (Kernel-level checks, including fast-vs-reference dot products, are in
-// native/tests/test_quants.cpp.)
+// native/tests/types/test_quants.cpp.)
 import t from 'tap';
 import { GGML_TYPES, dequantize, quantize, quantizeAsync, tensorBytes, type GgmlTypeName } from '../lib/index.js';
 
 // Relative RMS error bounds (error RMS / data RMS) for Gaussian data, a little
-// above what each format achieves (measured in native/tests/test_quants.cpp).
+// above what each format achieves (measured in native/tests/types/test_quants.cpp).
 
 function gaussian(n: number, seed: number): Float32Array {
   const out = new Float32Array(n);

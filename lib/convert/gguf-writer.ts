@@ -1,7 +1,7 @@
 // gguf-writer.ts - writes GGUF v3 files (little-endian), streaming tensor data one
 // tensor at a time so a converter never holds a whole model in memory.
 //
-// File layout (the C++ reader, native/engine/gguf.h, documents the same):
+// File layout (the C++ reader, native/engine/format/gguf.h, documents the same):
 //   1. magic "GGUF", version u32 = 3, tensor_count u64, kv_count u64
 //   2. key/value pairs in insertion order: key string, value type u32, value
 //      (string = u64 byte length + UTF-8; array = elem type u32 + u64 count + elements)

@@ -5,7 +5,7 @@
  * The official pipeline is `convert('L')` -> resize the shortest edge to 512 with
  * `Image.LANCZOS` -> centre crop 512x512 -> `/255` -> `(x - mean)/std`. sharp only
  * decodes here, to the file's own 8-bit values (no ICC or colourspace transform);
- * the luma, the resampling and the crop run in native/engine/image.cpp.
+ * the luma, the resampling and the crop run in native/engine/image/image.cpp.
  *
  * ```ts
  * const pixels = await preprocessImage('chest.png'); // Float32Array(512 * 512)

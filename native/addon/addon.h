@@ -12,8 +12,8 @@
 #include <set>
 #include <string>
 
-#include "error.h"
-#include "gguf.h"
+#include "types/error.h"
+#include "format/gguf.h"
 
 namespace cxrnode {
 

@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "addon.h"
-#include "image.h"
+#include "image/image.h"
 
 namespace cxrnode {
 namespace {

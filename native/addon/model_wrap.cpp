@@ -12,8 +12,9 @@
 #include <vector>
 
 #include "addon.h"
-#include "model.h"
-#include "quants.h"
+#include "models/model.h"
+#include "backend/cpu/dispatch.h"
+#include "types/quants.h"
 
 namespace cxrnode {
 namespace {

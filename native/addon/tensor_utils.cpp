@@ -8,9 +8,10 @@
 #include <vector>
 
 #include "addon.h"
-#include "dtype.h"
-#include "gguf.h"
-#include "quants.h"
+#include "types/dtype.h"
+#include "format/gguf.h"
+#include "backend/cpu/dispatch.h"
+#include "types/quants.h"
 
 namespace cxrnode {
 namespace {

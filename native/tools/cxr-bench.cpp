@@ -13,9 +13,10 @@
 #include <string>
 #include <vector>
 
-#include "error.h"
-#include "model.h"
-#include "quants.h"
+#include "types/error.h"
+#include "models/model.h"
+#include "backend/cpu/dispatch.h"
+#include "types/quants.h"
 
 namespace {
 

@@ -22,9 +22,9 @@
 #include <sys/mman.h>
 #endif
 
-#include "host_memory.h"
-#include "simd_avx2.h"
-#include "threadpool.h"
+#include "backend/cpu/host_memory.h"
+#include "backend/cpu/x86/simd_avx2.h"
+#include "backend/cpu/threadpool.h"
 
 namespace {
 

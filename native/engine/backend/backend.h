@@ -1,0 +1,129 @@
+// backend.h - the seam between the models and the hardware that runs them.
+//
+// The text model and the vision tower are written against this interface only:
+// they own no kernels. The CPU backend (backend_cpu.cpp) implements it today; a
+// CUDA or Metal backend implements the same table later and is checked against
+// the CPU backend op by op.
+//
+// Activations are plain float arrays in row-major [n, width] layout, allocated
+// by the backend (host memory for the CPU, device memory elsewhere): a model
+// never reads them directly, except through to_host().
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "types/dtype.h"
+
+namespace cxr {
+
+struct GgufTensor;
+
+// How a weight's rows are laid out in memory.
+enum class WeightLayout : uint8_t {
+  Rows,    // row after row, as in the file
+  X8,      // Q4_0 or Q8_0 rows interleaved eight at a time (repack.h)
+};
+
+// A 2-D weight matrix [rows, cols] (ggml ne = {cols, rows}) as the backend sees it.
+struct Weight {
+  DType type = DType::F32;
+  int64_t rows = 0, cols = 0;
+  const void* data = nullptr;  // CPU: a view into the mmapped file, or a repacked copy (layout)
+  void* device = nullptr;      // device copy, for backends that need one
+  WeightLayout layout = WeightLayout::Rows;
+};
+
+// Attention over a KV cache. K and V for position p of layer l are rows of
+// [n_ctx, kv_dim] matrices in `kv_type` (F32 or F16).
+struct AttentionArgs {
+  const float* q;     // [n, n_heads * head_dim]
+  const void* k;      // [n_kv, n_kv_heads * head_dim], kv_type
+  const void* v;      // [n_kv, n_kv_heads * head_dim], kv_type
+  DType kv_type;
+  float* out;         // [n, n_heads * head_dim]
+  int64_t n;          // query rows
+  int64_t n_kv;       // key rows visible to the last query
+  int64_t pos0;       // position of query row 0 (causal: row i sees keys 0..pos0+i)
+  int n_heads, n_kv_heads, head_dim;
+  bool causal;
+  float scale;        // usually 1/sqrt(head_dim)
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual const char* name() const = 0;
+  virtual int threads() const = 0;
+
+  // --- memory ---------------------------------------------------------------
+  virtual float* alloc(size_t n_floats) = 0;               // zero-initialised
+  virtual void free(float* p) = 0;
+  virtual void* alloc_bytes(size_t n_bytes) = 0;           // for KV caches
+  virtual void free_bytes(void* p) = 0;
+  virtual void to_host(float* dst, const float* src, size_t n) = 0;
+  virtual void from_host(float* dst, const float* src, size_t n) = 0;
+  // Makes a tensor from the file usable as a weight (CPU: wraps the mapping).
+  virtual Weight weight(const GgufTensor& t) = 0;
+  // The same for a weight only ever used by matmul, which a backend may
+  // rearrange for its kernels (CPU: Q4_0 / Q8_0 into x8, repack.h); never given
+  // to get_rows.
+  virtual Weight matmul_weight(const GgufTensor& t) { return weight(t); }
+
+  // --- ops (every pointer is backend memory unless said otherwise) -----------
+  // y[n, W.rows] = x[n, W.cols] · Wᵀ (+ bias[W.rows] if given, a host F32 vector)
+  virtual void matmul(const Weight& W, const float* x, int64_t n, float* y,
+                      const float* bias = nullptr) = 0;
+  // out[i, :] = row ids[i] of the embedding matrix E, dequantized. ids are host memory.
+  virtual void get_rows(const Weight& E, const int32_t* ids, int64_t n, float* out) = 0;
+  // out = x / sqrt(mean(x²) + eps) * w, row by row; w is a host F32 vector.
+  virtual void rmsnorm(const float* x, const float* w, int64_t n, int64_t dim, float eps, float* out) = 0;
+  // out = (x - mean) / sqrt(var + eps) * w + b, row by row; w, b host F32 vectors.
+  virtual void layernorm(const float* x, const float* w, const float* b, int64_t n, int64_t dim,
+                         float eps, float* out) = 0;
+  // In place, adjacent pairs (x[2i], x[2i+1]) rotated by pos * theta^(-2i/head_dim),
+  // for row r at position pos0 + r. x is [n, n_heads * head_dim].
+  virtual void rope(float* x, int64_t n, int n_heads, int head_dim, int64_t pos0, float theta) = 0;
+  // Copies n rows of width `width` from src into dst (of type `type`) starting at row `row0`.
+  virtual void store_rows(void* dst, DType type, int64_t row0, const float* src, int64_t n,
+                          int64_t width) = 0;
+  virtual void attention(const AttentionArgs& a) = 0;
+  // gate[i] = silu(gate[i]) * up[i]
+  virtual void silu_mul(float* gate, const float* up, int64_t count) = 0;
+  // x[i] = gelu(x[i]) with the exact erf form
+  virtual void gelu(float* x, int64_t count) = 0;
+  // x[i] += y[i]
+  virtual void add(float* x, const float* y, int64_t count) = 0;
+  // Fused residual step: x += y, then out = rmsnorm(x) as above (x keeps the sum).
+  // out may be y (rows are summed before they are normalised). One pass over x
+  // instead of two and one parallel step less; optional, the default runs add then rmsnorm.
+  virtual void add_rmsnorm(float* x, const float* y, const float* w, int64_t n, int64_t dim, float eps,
+                           float* out) {
+    add(x, y, n * dim);
+    rmsnorm(x, w, n, dim, eps, out);
+  }
+  // Fused residual step: x += y, then out = layernorm(x) as above (x keeps the sum).
+  // out may be y. Optional, the default runs add then layernorm.
+  virtual void add_layernorm(float* x, const float* y, const float* w, const float* b, int64_t n, int64_t dim,
+                             float eps, float* out) {
+    add(x, y, n * dim);
+    layernorm(x, w, b, n, dim, eps, out);
+  }
+  // Blocks until queued work is done (no-op for the CPU).
+  virtual void sync() = 0;
+};
+
+// The backend called `name` ("cpu"; others where they were built in), with
+// `threads` host threads (0: a sensible default). Throws EngineError(kArgument)
+// naming the backends this build has when `name` is not one of them.
+std::unique_ptr<Backend> make_backend(const std::string& name, int threads);
+
+// The names make_backend() accepts in this build, in order of preference.
+std::vector<std::string> backend_names();
+
+// The CPU backend with `threads` threads (0: a sensible default).
+std::unique_ptr<Backend> make_cpu_backend(int threads);
+
+}  // namespace cxr

@@ -1,0 +1,443 @@
+// backend_cpu.cpp - the CPU implementation of backend.h: threads from the pool,
+// matmul and attention from their own files (cpu_ops.h), and here the small
+// ops - norms, RoPE, activations, residual adds, KV stores - each as a scalar
+// reference and an AVX2 version chosen at run time.
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <vector>
+
+#include "backend/backend.h"
+#include "types/error.h"
+#include "format/gguf.h"
+#include "backend/cpu/host_memory.h"
+#include "backend/cpu/repack.h"
+#include "backend/cpu/gemm.h"
+#include "backend/cpu/dispatch.h"
+#include "types/quants.h"
+#include "backend/cpu/threadpool.h"
+#include "backend/cpu/cpu_ops.h"
+#include "backend/cpu/x86/simd_avx2.h"
+
+namespace cxr {
+namespace {
+
+// --- row kernels: a scalar reference and an AVX2 version of each ----------------
+// The AVX2 versions carry their own target attribute (simd_avx2.h) and run only
+// when cpu_avx2() says so; CXR_FORCE_SCALAR=1 selects the scalar ones.
+
+// Σ x[i]² in double: the reference the SIMD sum (8 float lanes x 4 chains) is tested against.
+float rms_scale_scalar(const float* x, int64_t dim, float eps) {
+  double ss = 0;
+  for (int64_t i = 0; i < dim; ++i) ss += static_cast<double>(x[i]) * x[i];
+  return 1.0f / std::sqrt(static_cast<float>(ss / dim) + eps);
+}
+
+void rmsnorm_row_scalar(const float* x, const float* w, int64_t dim, float eps, float* o) {
+  const float r = rms_scale_scalar(x, dim, eps);
+  for (int64_t i = 0; i < dim; ++i) o[i] = x[i] * r * w[i];
+}
+
+void add_rmsnorm_row_scalar(float* x, const float* y, const float* w, int64_t dim, float eps, float* o) {
+  for (int64_t i = 0; i < dim; ++i) x[i] += y[i];
+  rmsnorm_row_scalar(x, w, dim, eps, o);
+}
+
+void layernorm_row_scalar(const float* x, const float* w, const float* b, int64_t dim, float eps, float* o) {
+  double sum = 0;
+  for (int64_t i = 0; i < dim; ++i) sum += x[i];
+  const double mean = sum / dim;
+  double var = 0;
+  for (int64_t i = 0; i < dim; ++i) var += (x[i] - mean) * (x[i] - mean);
+  const float r = static_cast<float>(1.0 / std::sqrt(var / dim + eps));
+  const float m = static_cast<float>(mean);
+  for (int64_t i = 0; i < dim; ++i) o[i] = (x[i] - m) * r * w[i] + b[i];
+}
+
+void add_layernorm_row_scalar(float* x, const float* y, const float* w, const float* b, int64_t dim, float eps,
+                              float* o) {
+  for (int64_t i = 0; i < dim; ++i) x[i] += y[i];
+  layernorm_row_scalar(x, w, b, dim, eps, o);
+}
+
+// Rotates the adjacent pairs of one head: (a, c) -> (a cos - c sin, a sin + c cos).
+// cs and sn hold each pair's cosine and sine twice (index 2i and 2i + 1).
+void rope_head_scalar(float* v, const float* cs, const float* sn, int head_dim) {
+  for (int i = 0; i < head_dim; i += 2) {
+    const float a = v[i], c = v[i + 1];
+    v[i] = a * cs[i] - c * sn[i];
+    v[i + 1] = a * sn[i] + c * cs[i];
+  }
+}
+
+void silu_mul_scalar(float* g, const float* u, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) g[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+}
+
+void gelu_scalar(float* x, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) x[i] = 0.5f * x[i] * (1.0f + std::erf(x[i] * 0.70710678118654752f));
+}
+
+void add_scalar(float* x, const float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) x[i] += y[i];
+}
+
+void to_f16_scalar(const float* src, uint16_t* dst, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) dst[i] = fp32_to_fp16(src[i]);
+}
+
+#if CXR_HAVE_AVX2_KERNELS
+CXR_AVX2 float sum_squares_avx2(const float* x, int64_t dim) {
+  __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+  int64_t i = 0;
+  for (; i + 32 <= dim; i += 32) {
+    const __m256 x0 = _mm256_loadu_ps(x + i), x1 = _mm256_loadu_ps(x + i + 8);
+    const __m256 x2 = _mm256_loadu_ps(x + i + 16), x3 = _mm256_loadu_ps(x + i + 24);
+    a0 = _mm256_fmadd_ps(x0, x0, a0);
+    a1 = _mm256_fmadd_ps(x1, x1, a1);
+    a2 = _mm256_fmadd_ps(x2, x2, a2);
+    a3 = _mm256_fmadd_ps(x3, x3, a3);
+  }
+  for (; i + 8 <= dim; i += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(x + i), a0);
+  float ss = avx2::hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+  for (; i < dim; ++i) ss += x[i] * x[i];
+  return ss;
+}
+
+// o = x · r · w
+CXR_AVX2 void scale_mul_avx2(const float* x, float r, const float* w, int64_t dim, float* o) {
+  const __m256 rv = _mm256_set1_ps(r);
+  int64_t i = 0;
+  for (; i + 8 <= dim; i += 8)
+    _mm256_storeu_ps(o + i, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), rv), _mm256_loadu_ps(w + i)));
+  for (; i < dim; ++i) o[i] = x[i] * r * w[i];
+}
+
+CXR_AVX2 void rmsnorm_row_avx2(const float* x, const float* w, int64_t dim, float eps, float* o) {
+  scale_mul_avx2(x, 1.0f / std::sqrt(sum_squares_avx2(x, dim) / static_cast<float>(dim) + eps), w, dim, o);
+}
+
+CXR_AVX2 void add_avx2(float* x, const float* y, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_add_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+  for (; i < n; ++i) x[i] += y[i];
+}
+
+CXR_AVX2 void add_rmsnorm_row_avx2(float* x, const float* y, const float* w, int64_t dim, float eps, float* o) {
+  add_avx2(x, y, dim);  // the row stays in L1 for the norm that follows
+  rmsnorm_row_avx2(x, w, dim, eps, o);
+}
+
+CXR_AVX2 void layernorm_row_avx2(const float* x, const float* w, const float* b, int64_t dim, float eps, float* o) {
+  // Two passes, mean first, so a large mean does not cancel the variance away.
+  __m256 s0 = _mm256_setzero_ps(), s1 = s0;
+  int64_t i = 0;
+  for (; i + 16 <= dim; i += 16) {
+    s0 = _mm256_add_ps(s0, _mm256_loadu_ps(x + i));
+    s1 = _mm256_add_ps(s1, _mm256_loadu_ps(x + i + 8));
+  }
+  float sum = avx2::hsum(_mm256_add_ps(s0, s1));
+  for (; i < dim; ++i) sum += x[i];
+  const float mean = sum / static_cast<float>(dim);
+  const __m256 mv = _mm256_set1_ps(mean);
+  __m256 v0 = _mm256_setzero_ps(), v1 = v0;
+  for (i = 0; i + 16 <= dim; i += 16) {
+    const __m256 d0 = _mm256_sub_ps(_mm256_loadu_ps(x + i), mv), d1 = _mm256_sub_ps(_mm256_loadu_ps(x + i + 8), mv);
+    v0 = _mm256_fmadd_ps(d0, d0, v0);
+    v1 = _mm256_fmadd_ps(d1, d1, v1);
+  }
+  float var = avx2::hsum(_mm256_add_ps(v0, v1));
+  for (; i < dim; ++i) var += (x[i] - mean) * (x[i] - mean);
+  const float r = 1.0f / std::sqrt(var / static_cast<float>(dim) + eps);
+  const __m256 rv = _mm256_set1_ps(r);
+  for (i = 0; i + 8 <= dim; i += 8) {
+    const __m256 d = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), mv), rv);
+    _mm256_storeu_ps(o + i, _mm256_fmadd_ps(d, _mm256_loadu_ps(w + i), _mm256_loadu_ps(b + i)));
+  }
+  for (; i < dim; ++i) o[i] = (x[i] - mean) * r * w[i] + b[i];
+}
+
+CXR_AVX2 void add_layernorm_row_avx2(float* x, const float* y, const float* w, const float* b, int64_t dim,
+                                     float eps, float* o) {
+  add_avx2(x, y, dim);
+  layernorm_row_avx2(x, w, b, dim, eps, o);
+}
+
+CXR_AVX2 void rope_head_avx2(float* v, const float* cs, const float* sn, int head_dim) {
+  int i = 0;
+  for (; i + 8 <= head_dim; i += 8) {
+    const __m256 x = _mm256_loadu_ps(v + i);
+    const __m256 swapped = _mm256_permute_ps(x, 0xB1);  // (c, a) in each pair
+    // even lanes: a cos - c sin; odd lanes: c cos + a sin
+    _mm256_storeu_ps(v + i, _mm256_fmaddsub_ps(x, _mm256_loadu_ps(cs + i),
+                                               _mm256_mul_ps(swapped, _mm256_loadu_ps(sn + i))));
+  }
+  rope_head_scalar(v + i, cs + i, sn + i, head_dim - i);
+}
+
+CXR_AVX2 void silu_mul_avx2(float* g, const float* u, int64_t n) {
+  const __m256 one = _mm256_set1_ps(1.0f), neg = _mm256_set1_ps(-0.0f);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 x = _mm256_loadu_ps(g + i);
+    const __m256 e = avx2::exp(_mm256_xor_ps(x, neg));
+    _mm256_storeu_ps(g + i, _mm256_mul_ps(_mm256_div_ps(x, _mm256_add_ps(one, e)), _mm256_loadu_ps(u + i)));
+  }
+  silu_mul_scalar(g + i, u + i, n - i);
+}
+
+CXR_AVX2 void gelu_avx2(float* x, int64_t n) {
+  const __m256 half = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.0f), rsqrt2 = _mm256_set1_ps(0.70710678118654752f);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 v = _mm256_loadu_ps(x + i);
+    const __m256 e = avx2::erf(_mm256_mul_ps(v, rsqrt2));
+    _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_mul_ps(half, v), _mm256_add_ps(one, e)));
+  }
+  gelu_scalar(x + i, n - i);
+}
+
+CXR_AVX2 void to_f16_avx2(const float* src, uint16_t* dst, int64_t n) { avx2::f32_to_f16(src, dst, n); }
+#endif
+
+// The kernel set for this call: AVX2 where the CPU has it and nobody forced scalar.
+struct RowKernels {
+  void (*rmsnorm)(const float*, const float*, int64_t, float, float*);
+  void (*add_rmsnorm)(float*, const float*, const float*, int64_t, float, float*);
+  void (*layernorm)(const float*, const float*, const float*, int64_t, float, float*);
+  void (*add_layernorm)(float*, const float*, const float*, const float*, int64_t, float, float*);
+  void (*rope_head)(float*, const float*, const float*, int);
+  void (*silu_mul)(float*, const float*, int64_t);
+  void (*gelu)(float*, int64_t);
+  void (*add)(float*, const float*, int64_t);
+  void (*to_f16)(const float*, uint16_t*, int64_t);
+};
+
+constexpr RowKernels kScalarRows = {rmsnorm_row_scalar, add_rmsnorm_row_scalar, layernorm_row_scalar,
+                                    add_layernorm_row_scalar, rope_head_scalar, silu_mul_scalar,
+                                    gelu_scalar, add_scalar, to_f16_scalar};
+#if CXR_HAVE_AVX2_KERNELS
+constexpr RowKernels kAvx2Rows = {rmsnorm_row_avx2, add_rmsnorm_row_avx2, layernorm_row_avx2,
+                                  add_layernorm_row_avx2, rope_head_avx2, silu_mul_avx2,
+                                  gelu_avx2, add_avx2, to_f16_avx2};
+#endif
+
+const RowKernels& row_kernels() {
+#if CXR_HAVE_AVX2_KERNELS
+  if (cpu_avx2()) return kAvx2Rows;
+#endif
+  return kScalarRows;
+}
+
+// Elementwise ops split into chunks this large: enough work per chunk to
+// outweigh waking a thread (a decode step's vectors stay on one thread).
+constexpr int64_t kElementGrain = 16384;
+
+class CpuBackend final : public Backend {
+ public:
+  explicit CpuBackend(int threads)
+      : pool_(threads > 0 ? threads : ThreadPool::default_threads()) {}
+  ~CpuBackend() override {
+    for (void* p : weight_chunks_) free_host(p);
+  }
+
+  const char* name() const override { return "cpu"; }
+  int threads() const override { return pool_.size(); }
+
+  float* alloc(size_t n) override { return static_cast<float*>(alloc_bytes(n * sizeof(float))); }
+  void free(float* p) override { free_bytes(p); }
+  // Zeroed, so a fresh KV cache is defined; large buffers (KV caches) on huge
+  // pages, as decoding streams them every token like the weights.
+  void* alloc_bytes(size_t n) override { return alloc_host(n); }
+  void free_bytes(void* p) override { free_host(p); }
+  void to_host(float* dst, const float* src, size_t n) override { std::memcpy(dst, src, n * sizeof(float)); }
+  void from_host(float* dst, const float* src, size_t n) override { std::memcpy(dst, src, n * sizeof(float)); }
+
+  Weight weight(const GgufTensor& t) override {
+    Weight w;
+    w.type = t.type;
+    w.cols = t.ne[0];
+    w.rows = t.ne[1] * t.ne[2] * t.ne[3];
+    w.data = t.data;
+    return w;
+  }
+
+  // Q4_0 and Q8_0 matrices are repacked into the x8 layout (repack.h) when
+  // the SIMD kernels that read it are present. On the 7B model, in
+  // alternating runs, Q4_0 decoding went from 8.8 to 10.1 and from 7.7 to 8.6
+  // tokens/s, Q8_0 from 4.6 to 7.1 and from 5.3 to 6.8. The copy replaces the
+  // file's pages in memory rather than adding to them: each tensor's pages are
+  // released once it is copied, so the resident set stays about the file's
+  // size. It costs load time: ~0.6 s for the 7B Q4_0 on 2 cores when the
+  // memory is at hand, 1.5-6 s (Q8_0: 5-10 s) in a VM whose host must first
+  // back the fresh pages. CXR_REPACK=0 keeps the rows as mapped.
+  Weight matmul_weight(const GgufTensor& t) override {
+    Weight w = weight(t);
+    if (!repack_wanted(w)) return w;
+    const size_t bytes = dtype_row_bytes(w.type, w.cols) * static_cast<size_t>(w.rows);
+    uint8_t* dst = weight_space(bytes);
+    repack_x8(pool_, w.type, static_cast<const uint8_t*>(t.data), w.rows, w.cols, dst);
+    release_mapped(t.data, bytes);
+    w.data = dst;
+    w.layout = WeightLayout::X8;
+    return w;
+  }
+
+  void matmul(const Weight& W, const float* x, int64_t n, float* y, const float* bias) override {
+    cpu_matmul(pool_, W, x, n, y, bias, scratch_);
+  }
+
+  void get_rows(const Weight& E, const int32_t* ids, int64_t n, float* out) override {
+    const TypeTraits& et = type_traits(E.type);
+    const size_t erow = dtype_row_bytes(E.type, E.cols);
+    for (int64_t i = 0; i < n; ++i) {
+      if (ids[i] < 0 || ids[i] >= E.rows)
+        throw EngineError(err::kArgument, "token id " + std::to_string(ids[i]) + " is outside the vocabulary");
+      et.to_float(static_cast<const uint8_t*>(E.data) + ids[i] * erow, out + i * E.cols, E.cols);
+    }
+  }
+
+  void rmsnorm(const float* x, const float* w, int64_t n, int64_t dim, float eps, float* out) override {
+    const RowKernels& k = row_kernels();
+    pool_.parallel_for(n, 4, [&](int64_t b, int64_t e, int) {
+      for (int64_t t = b; t < e; ++t) k.rmsnorm(x + t * dim, w, dim, eps, out + t * dim);
+    });
+  }
+
+  void add_rmsnorm(float* x, const float* y, const float* w, int64_t n, int64_t dim, float eps,
+                   float* out) override {
+    const RowKernels& k = row_kernels();
+    pool_.parallel_for(n, 4, [&](int64_t b, int64_t e, int) {
+      for (int64_t t = b; t < e; ++t) k.add_rmsnorm(x + t * dim, y + t * dim, w, dim, eps, out + t * dim);
+    });
+  }
+
+  void layernorm(const float* x, const float* w, const float* b, int64_t n, int64_t dim, float eps,
+                 float* out) override {
+    const RowKernels& k = row_kernels();
+    pool_.parallel_for(n, 4, [&](int64_t lo, int64_t hi, int) {
+      for (int64_t t = lo; t < hi; ++t) k.layernorm(x + t * dim, w, b, dim, eps, out + t * dim);
+    });
+  }
+
+  void add_layernorm(float* x, const float* y, const float* w, const float* b, int64_t n, int64_t dim, float eps,
+                     float* out) override {
+    const RowKernels& k = row_kernels();
+    pool_.parallel_for(n, 4, [&](int64_t lo, int64_t hi, int) {
+      for (int64_t t = lo; t < hi; ++t) k.add_layernorm(x + t * dim, y + t * dim, w, b, dim, eps, out + t * dim);
+    });
+  }
+
+  void rope(float* x, int64_t n, int n_heads, int head_dim, int64_t pos0, float theta) override {
+    const std::vector<float>& table = rope_table(n, head_dim, pos0, theta);
+    const RowKernels& k = row_kernels();
+    const int64_t width = static_cast<int64_t>(n_heads) * head_dim;
+    pool_.parallel_for(n, 4, [&](int64_t b, int64_t e, int) {
+      for (int64_t t = b; t < e; ++t) {
+        const float* cs = table.data() + t * 2 * head_dim;
+        for (int h = 0; h < n_heads; ++h) k.rope_head(x + t * width + h * head_dim, cs, cs + head_dim, head_dim);
+      }
+    });
+  }
+
+  void store_rows(void* dst, DType type, int64_t row0, const float* src, int64_t n, int64_t width) override {
+    if (type == DType::F32) {
+      std::memcpy(static_cast<float*>(dst) + row0 * width, src, n * width * sizeof(float));
+      return;
+    }
+    const RowKernels& k = row_kernels();
+    uint16_t* d = static_cast<uint16_t*>(dst) + row0 * width;
+    pool_.parallel_for(n * width, kElementGrain, [&](int64_t b, int64_t e, int) { k.to_f16(src + b, d + b, e - b); });
+  }
+
+  void attention(const AttentionArgs& a) override { cpu_attention(pool_, a); }
+
+  void silu_mul(float* gate, const float* up, int64_t count) override {
+    const RowKernels& k = row_kernels();
+    pool_.parallel_for(count, kElementGrain, [&](int64_t b, int64_t e, int) { k.silu_mul(gate + b, up + b, e - b); });
+  }
+
+  void gelu(float* x, int64_t count) override {
+    const RowKernels& k = row_kernels();
+    pool_.parallel_for(count, kElementGrain, [&](int64_t b, int64_t e, int) { k.gelu(x + b, e - b); });
+  }
+
+  void add(float* x, const float* y, int64_t count) override {
+    const RowKernels& k = row_kernels();
+    pool_.parallel_for(count, kElementGrain, [&](int64_t b, int64_t e, int) { k.add(x + b, y + b, e - b); });
+  }
+
+  void sync() override {}
+
+ private:
+  // cos and sin of every rotary pair for positions pos0 .. pos0 + n, each
+  // duplicated for both members of the pair: [n, cos[head_dim], sin[head_dim]].
+  // Every layer, and q and k, share one table per forward chunk.
+  const std::vector<float>& rope_table(int64_t n, int head_dim, int64_t pos0, float theta) {
+    if (rope_.n != n || rope_.head_dim != head_dim || rope_.pos0 != pos0 || rope_.theta != theta) {
+      rope_.table.resize(static_cast<size_t>(n) * 2 * head_dim);
+      const int half = head_dim / 2;
+      std::vector<double> inv_freq(half);
+      for (int i = 0; i < half; ++i) inv_freq[i] = std::pow(static_cast<double>(theta), -2.0 * i / head_dim);
+      for (int64_t t = 0; t < n; ++t) {
+        float* cs = rope_.table.data() + t * 2 * head_dim;
+        float* sn = cs + head_dim;
+        const double pos = static_cast<double>(pos0 + t);
+        for (int i = 0; i < half; ++i) {
+          // The angle in double, as the reference computes it, then rounded once.
+          const double a = pos * static_cast<float>(inv_freq[i]);
+          cs[2 * i] = cs[2 * i + 1] = static_cast<float>(std::cos(a));
+          sn[2 * i] = sn[2 * i + 1] = static_cast<float>(std::sin(a));
+        }
+      }
+      rope_.n = n;
+      rope_.head_dim = head_dim;
+      rope_.pos0 = pos0;
+      rope_.theta = theta;
+    }
+    return rope_.table;
+  }
+
+  static bool repack_wanted(const Weight& w) {
+    if (!x8_type(w.type) || w.rows % kX8Rows != 0 || w.cols % 32 != 0) return false;
+    const char* env = std::getenv("CXR_REPACK");
+    if (env && !std::strcmp(env, "0")) return false;
+    const detail::GemmKernels* gk = detail::gemv_kernels();
+    return gk && gk->x8_gemv;
+  }
+
+  // Repacked weights go one after another into large chunks, reserved but
+  // untouched until written: a buffer of their own would round each up to a
+  // whole 2 MiB huge page, ~0.3 GB over the 225 matrices of the 7B model.
+  static constexpr size_t kWeightChunk = size_t{256} << 20;
+  uint8_t* weight_space(size_t bytes) {
+    bytes = (bytes + 63) / 64 * 64;
+    if (weight_chunks_.empty() || chunk_used_ + bytes > chunk_size_) {
+      chunk_size_ = std::max(bytes, kWeightChunk);
+      weight_chunks_.push_back(alloc_host(chunk_size_, false));
+      chunk_used_ = 0;
+    }
+    uint8_t* p = static_cast<uint8_t*>(weight_chunks_.back()) + chunk_used_;
+    chunk_used_ += bytes;
+    return p;
+  }
+
+  ThreadPool pool_;
+  std::vector<uint8_t> scratch_;       // quantized activations, reused across matmuls
+  std::vector<void*> weight_chunks_;   // repacked weights (matmul_weight)
+  size_t chunk_size_ = 0, chunk_used_ = 0;
+  struct {
+    int64_t n = -1, pos0 = -1;
+    int head_dim = -1;
+    float theta = 0;
+    std::vector<float> table;
+  } rope_;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cpu_backend(int threads) { return std::make_unique<CpuBackend>(threads); }
+
+}  // namespace cxr

@@ -1,0 +1,20 @@
+// cpu_ops.h - the heavy CPU kernels behind backend_cpu.cpp, one file each:
+// matmul.cpp and attention.cpp.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "backend/backend.h"
+#include "backend/cpu/threadpool.h"
+
+namespace cxr {
+
+// y[n, W.rows] = x[n, W.cols] · Wᵀ (+ bias). `scratch` holds the converted
+// activations and is reused across calls.
+void cpu_matmul(ThreadPool& pool, const Weight& W, const float* x, int64_t n, float* y, const float* bias,
+                std::vector<uint8_t>& scratch);
+
+// Multi-head attention as described by AttentionArgs (backend.h).
+void cpu_attention(ThreadPool& pool, const AttentionArgs& a);
+
+}  // namespace cxr

@@ -1,0 +1,313 @@
+// matmul.cpp - y = x · Wᵀ on the CPU for every weight type.
+//
+// Three routes, chosen per call:
+//   Q4_0 / Q8_0 weights, SIMD kernels present: activations are quantized to
+//     Q8_0 once and rearranged for the integer panel kernels (gemm.h); threads
+//     take panels of weight rows, and each panel meets every token.
+//   F32 / F16 / BF16 weights, a batch of tokens: the float panel kernels, on
+//     chunks of rows converted to f32 a K block at a time.
+//   Everything else (K-quants, single tokens with float weights, forced
+//     scalar kernels): the traits table's vec_dot, row by row.
+// Q4_0 / Q8_0 weights the CPU backend repacked (WeightLayout::X8, repack.h)
+// take the integer route through the x8 kernels, or the vec_dot route a row
+// group at a time, unpacked.
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <new>
+
+#include "backend/cpu/cpu_ops.h"
+#include "backend/cpu/gemm.h"
+#include "types/quant_blocks.h"
+#include "backend/cpu/dispatch.h"
+#include "types/quants.h"
+#include "backend/cpu/repack.h"
+
+namespace cxr {
+namespace detail {
+namespace {
+
+// Off, automatic, or one named kernel set: CXR_GEMM=off|avx2|avx512.
+const GemmKernels* g_override = nullptr;
+bool g_overridden = false;
+
+const GemmKernels* detect() {
+#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
+  __builtin_cpu_init();
+  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+  const bool avx512 = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+                      __builtin_cpu_supports("avx512vnni");
+  const char* env = std::getenv("CXR_GEMM");
+  if (env && !std::strcmp(env, "off")) return nullptr;
+  if (env && !std::strcmp(env, "avx2")) return avx2 ? gemm_kernels_avx2() : nullptr;
+  if (avx512) return gemm_kernels_avx512();
+  if (avx2) return gemm_kernels_avx2();
+#endif
+  return nullptr;
+}
+
+// The decode (GEMV) kernels to pair with `gk`. On AMD cores (Zen 4 splits each
+// 512-bit op into two 256-bit halves) the AVX2 decode kernels beat the AVX-512
+// ones in every alternating run on 7B Q4_0 and Q8_0 decode (+1% to +17%),
+// while the AVX-512 panels stay far ahead for prompts; elsewhere a set keeps
+// its own.
+const GemmKernels* detect_gemv(const GemmKernels* gk) {
+#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
+  if (gk == gemm_kernels_avx512() && __builtin_cpu_is("amd")) return gemm_kernels_avx2();
+#endif
+  return gk;
+}
+
+}  // namespace
+
+const GemmKernels* gemm_kernels() {
+  // The scalar switch (CXR_FORCE_SCALAR, force_scalar_kernels) covers these too.
+  if (!std::strcmp(simd_level(), "scalar")) return nullptr;
+  if (g_overridden) return g_override;
+  static const GemmKernels* best = detect();
+  return best;
+}
+
+const GemmKernels* gemv_kernels() {
+  const GemmKernels* gk = gemm_kernels();
+  if (!gk || g_overridden) return gk;  // tests pin one set for both routes
+  static const GemmKernels* best = detect_gemv(gk);
+  return best;
+}
+
+void override_gemm_kernels(const GemmKernels* k, bool on) {
+  g_override = k;
+  g_overridden = on;
+}
+
+}  // namespace detail
+
+namespace {
+
+using detail::GemmKernels;
+using detail::QActs;
+
+// Rows of the output handed to a thread at a time on the vec_dot route. Small
+// enough to balance 4096-row decode matmuls over many threads, large enough to
+// amortise the atomic fetch.
+constexpr int64_t kRowGrain = 16;
+// Tokens processed together per weight row on the vec_dot route.
+constexpr int64_t kTokenTile = 8;
+// Float weights go through the panel kernels from this many tokens on; below
+// it, converting a panel costs more than the vec_dot route's direct reads.
+constexpr int64_t kFloatGemmMinTokens = 4;
+// Up to this many tokens, integer matmuls stream rows (GEMV); from one more,
+// packing a panel pays for itself.
+constexpr int64_t kGemvMaxTokens = 3;
+// The GEMV route hands out rows in shrinking fetches (parallel_for_shrinking),
+// none under this many. Long early runs keep one sequential stream per core
+// for the prefetchers (32-row fetches throughout ran the 7B Q4_0 decode at
+// 7.3 tokens/s, quarter shares at 7.85); short late ones let both threads end
+// together: in a perf profile of that decode, time spent waiting at the end of
+// a matmul fell from 5.7% (quarter shares) to 2.2%.
+constexpr int64_t kGemvMinRows = 32;
+
+// A per-thread, 64-byte aligned buffer for packed panels, grown on demand and
+// kept for the thread's life (pool threads live as long as the backend).
+uint8_t* thread_buffer(size_t bytes) {
+  struct Buf {
+    void* p = nullptr;
+    size_t size = 0;
+    ~Buf() { std::free(p); }
+  };
+  thread_local Buf buf;
+  if (buf.size < bytes) {
+    std::free(buf.p);
+    buf.size = (bytes + 63) / 64 * 64;
+    buf.p = std::aligned_alloc(64, buf.size);
+    if (!buf.p) {
+      buf.size = 0;
+      throw std::bad_alloc();
+    }
+  }
+  return static_cast<uint8_t*>(buf.p);
+}
+
+size_t align64(size_t n) { return (n + 63) / 64 * 64; }
+
+void vec_dot_matmul(ThreadPool& pool, const Weight& W, const float* x, int64_t n, float* y, const float* bias,
+                    std::vector<uint8_t>& scratch) {
+  const TypeTraits& wt = type_traits(W.type);
+  const int64_t rows = W.rows, cols = W.cols;
+  const size_t wrow = dtype_row_bytes(W.type, cols);
+
+  // Activations are converted once to the type the weight's dot product wants.
+  const void* xq = x;
+  size_t xrow = cols * sizeof(float);
+  if (wt.vec_dot_type != DType::F32) {
+    const TypeTraits& qt = type_traits(wt.vec_dot_type);
+    xrow = dtype_row_bytes(wt.vec_dot_type, cols);
+    if (scratch.size() < xrow * n) scratch.resize(xrow * n);
+    uint8_t* dst = scratch.data();
+    pool.parallel_for(n, 1, [&](int64_t b, int64_t e, int) {
+      for (int64_t t = b; t < e; ++t) qt.from_float(x + t * cols, dst + t * xrow, cols);
+    });
+    xq = dst;
+  }
+  const uint8_t* wbase = static_cast<const uint8_t*>(W.data);
+  const uint8_t* xbase = static_cast<const uint8_t*>(xq);
+  if (W.layout == WeightLayout::X8) {
+    // A row group at a time, unpacked to plain rows, so the numbers are the
+    // type's own vec_dot's.
+    pool.parallel_for(rows / kX8Rows, 1, [&](int64_t g0, int64_t g1, int) {
+      uint8_t* rows8 = thread_buffer(kX8Rows * wrow);
+      for (int64_t g = g0; g < g1; ++g) {
+        unpack_x8_group(W.type, wbase + g * kX8Rows * wrow, cols, rows8);
+        for (int64_t t = 0; t < n; ++t)
+          for (int i = 0; i < kX8Rows; ++i) {
+            const int64_t r = g * kX8Rows + i;
+            float s;
+            wt.vec_dot(cols, &s, rows8 + i * wrow, xbase + t * xrow);
+            y[t * rows + r] = s + (bias ? bias[r] : 0.0f);
+          }
+      }
+    });
+    return;
+  }
+  pool.parallel_for(rows, kRowGrain, [&](int64_t r0, int64_t r1, int) {
+    for (int64_t t0 = 0; t0 < n; t0 += kTokenTile) {
+      const int64_t t1 = std::min(n, t0 + kTokenTile);
+      for (int64_t r = r0; r < r1; ++r) {
+        const void* wr = wbase + r * wrow;
+        const float b = bias ? bias[r] : 0.0f;
+        for (int64_t t = t0; t < t1; ++t) {
+          float s;
+          wt.vec_dot(cols, &s, wr, xbase + t * xrow);
+          y[t * rows + r] = s + b;
+        }
+      }
+    }
+  });
+}
+
+void int_matmul(ThreadPool& pool, const GemmKernels& panel_kernels, const Weight& W, const float* x, int64_t n,
+                float* y, const float* bias, std::vector<uint8_t>& scratch) {
+  const int64_t rows = W.rows, cols = W.cols, nb = cols / QK8_0;
+  const size_t wrow = dtype_row_bytes(W.type, cols);
+  const bool gemv = n <= kGemvMaxTokens;
+  // Decoding may pair the panel set with another set's GEMV (gemv_kernels()).
+  const GemmKernels& gk = gemv ? *detail::gemv_kernels() : panel_kernels;
+  const int offset = gk.int_offset(W.type);
+  // Q4_0 decode wants its activations in the kernel's group order (gemm.h),
+  // except from repacked weights.
+  const bool x8 = W.layout == WeightLayout::X8;
+  const int64_t group = gemv && W.type == DType::Q4_0 && !x8 ? gk.q4_gemv_group : 1;
+  const int64_t grouped = nb / group * group;  // blocks in whole groups
+
+  // Scratch: quants, scales and corrections (gemm.h's QActs), block-major for
+  // the panels, token-major for decode so each token is a QActs of its own
+  // (for one token the two layouts coincide).
+  const size_t q_bytes = align64(static_cast<size_t>(nb * n) * 32);
+  const size_t d_bytes = align64(static_cast<size_t>(nb * n) * sizeof(float));
+  const size_t need = q_bytes + 2 * d_bytes;
+  if (scratch.size() < need) scratch.resize(need);
+  int8_t* xq = reinterpret_cast<int8_t*>(scratch.data());
+  float* xd = reinterpret_cast<float*>(scratch.data() + q_bytes);
+  int32_t* xc = reinterpret_cast<int32_t*>(scratch.data() + q_bytes + d_bytes);
+  auto at = [&](int64_t b, int64_t t) { return gemv ? t * nb + b : b * n + t; };
+
+  // The activation quantizer is the traits table's, so the quants are
+  // bit-identical to the vec_dot route's (and to llama.cpp's Q8_0).
+  const TypeTraits& qt = type_traits(DType::Q8_0);
+  const size_t xrow = dtype_row_bytes(DType::Q8_0, cols);
+  pool.parallel_for(n, 1, [&](int64_t t0, int64_t t1, int) {
+    auto* row = reinterpret_cast<block_q8_0*>(thread_buffer(xrow));
+    for (int64_t t = t0; t < t1; ++t) {
+      qt.from_float(x + t * cols, row, cols);
+      for (int64_t b = 0; b < nb; ++b) {
+        const block_q8_0& blk = row[b];
+        const int64_t i = at(b, t);
+        if (group > 1 && b < grouped) {
+          // gemm.h's group order: this block's halves interleave with its group's.
+          int8_t* first = xq + (i - b % group) * 32 + (b % group) * 16;
+          std::memcpy(first, blk.qs, 16);
+          std::memcpy(first + 16 * group, blk.qs + 16, 16);
+        } else {
+          std::memcpy(xq + i * 32, blk.qs, 32);
+        }
+        int32_t sum = 0;
+        for (int k = 0; k < 32; ++k) sum += blk.qs[k];
+        xd[i] = fp16_to_fp32(blk.d);
+        xc[i] = -offset * sum;
+      }
+    }
+  });
+
+  const uint8_t* wbase = static_cast<const uint8_t*>(W.data);
+  if (gemv) {
+    // Repacked weights go whole row groups (repack.h) at a time. A group is as
+    // many bytes as its 8 rows were, so row r still starts at r * wrow.
+    const int64_t unit = x8 ? kX8Rows : 1;
+    pool.parallel_for_shrinking(rows / unit, std::max<int64_t>(1, kGemvMinRows / unit), [&](int64_t u0, int64_t u1, int) {
+      const int64_t r0 = u0 * unit;
+      for (int64_t t = 0; t < n; ++t) {
+        const QActs one{xq + t * nb * 32, xd + t * nb, xc + t * nb, 1, nb};
+        float* yt = y + t * rows + r0;
+        const float* b = bias ? bias + r0 : nullptr;
+        if (x8) gk.x8_gemv(W.type, wbase + r0 * wrow, u1 - u0, one, yt, b);
+        else gk.int_gemv(W.type, wbase + r0 * wrow, wrow, (u1 - u0) * unit, one, yt, b);
+      }
+    });
+    return;
+  }
+
+  const QActs acts{xq, xd, xc, n, nb};
+  const int P = gk.panel_rows;  // a multiple of 8, so panels hold whole row groups
+  const int64_t panels = (rows + P - 1) / P;
+  const size_t buf_bytes = gk.int_panel_bytes(cols);
+  pool.parallel_for(panels, 1, [&](int64_t p0, int64_t p1, int) {
+    uint8_t* buf = thread_buffer(buf_bytes);
+    for (int64_t p = p0; p < p1; ++p) {
+      const int64_t r0 = p * P;
+      const int nr = static_cast<int>(std::min<int64_t>(P, rows - r0));
+      const float* b = bias ? bias + r0 : nullptr;
+      if (x8) gk.x8_panel(W.type, wbase + r0 * wrow, nr, acts, y + r0, rows, b, buf);
+      else gk.int_panel(W.type, wbase + r0 * wrow, wrow, nr, acts, y + r0, rows, b, buf);
+    }
+  });
+}
+
+void float_matmul(ThreadPool& pool, const GemmKernels& gk, const Weight& W, const float* x, int64_t n, float* y,
+                  const float* bias) {
+  const int64_t rows = W.rows, cols = W.cols;
+  const size_t wrow = dtype_row_bytes(W.type, cols);
+  const int C = gk.float_chunk_rows;
+  const int64_t chunks = (rows + C - 1) / C;
+  const uint8_t* wbase = static_cast<const uint8_t*>(W.data);
+  pool.parallel_for(chunks, 1, [&](int64_t c0, int64_t c1, int) {
+    float* buf = reinterpret_cast<float*>(thread_buffer(gk.float_chunk_bytes()));
+    for (int64_t c = c0; c < c1; ++c) {
+      const int64_t r0 = c * C;
+      const int nr = static_cast<int>(std::min<int64_t>(C, rows - r0));
+      gk.float_chunk(W.type, wbase + r0 * wrow, wrow, nr, cols, x, cols, n, y + r0, rows,
+                     bias ? bias + r0 : nullptr, buf);
+    }
+  });
+}
+
+}  // namespace
+
+void cpu_matmul(ThreadPool& pool, const Weight& W, const float* x, int64_t n, float* y, const float* bias,
+                std::vector<uint8_t>& scratch) {
+  if (n <= 0 || W.rows <= 0) return;
+  const GemmKernels* gk = detail::gemm_kernels();
+  if (gk) {
+    const size_t wrow = dtype_row_bytes(W.type, W.cols);
+    // The kernels address a panel's rows with 32-bit offsets.
+    const bool offsets_fit = wrow * gk->panel_rows < static_cast<size_t>(std::numeric_limits<int32_t>::max());
+    if ((W.type == DType::Q4_0 || W.type == DType::Q8_0) && offsets_fit)
+      return int_matmul(pool, *gk, W, x, n, y, bias, scratch);
+    if ((W.type == DType::F32 || W.type == DType::F16 || W.type == DType::BF16) && n >= kFloatGemmMinTokens)
+      return float_matmul(pool, *gk, W, x, n, y, bias);
+  }
+  vec_dot_matmul(pool, W, x, n, y, bias, scratch);
+}
+
+}  // namespace cxr
