@@ -125,6 +125,16 @@ async function decodeJpeg12(h: DicomHeader, name: string, frame: Uint8Array): Pr
   return { samples, channels, shift: 0 };
 }
 
+/**
+ * A fresh copy at offset 0, for decoders that take a whole ArrayBuffer. Not
+ * `slice()`: on a Buffer that is a view of the same memory.
+ */
+function copyOf(bytes: Uint8Array): Uint8Array<ArrayBuffer> {
+  const out = new Uint8Array(bytes.length);
+  out.set(bytes);
+  return out;
+}
+
 // ---- frame extraction --------------------------------------------------------------
 
 /** The compressed bytes of frame 1. */
@@ -230,7 +240,7 @@ export async function decodeFirstFrame(h: DicomHeader, name: string): Promise<Fr
         const { Decoder } = require('@cornerstonejs/jpeg-lossless-decoder-js') as {
           Decoder: new () => { decode(b: ArrayBuffer, off: number, len: number): Uint8Array | Uint16Array };
         };
-        const copy = frame.slice();
+        const copy = copyOf(frame);
         const out = new Decoder().decode(copy.buffer, 0, copy.length);
         if (out.length !== h.rows * h.columns * h.samplesPerPixel) {
           throw dicomError(name, `decoded ${out.length} samples, expected ${h.rows * h.columns * h.samplesPerPixel}`);
@@ -239,7 +249,7 @@ export async function decodeFirstFrame(h: DicomHeader, name: string): Promise<Fr
       }
       case 'rle': {
         const RLE = require('daikon/src/rle.js') as new () => { decode(b: ArrayBuffer, le: boolean, n: number): DataView; numSegments: number };
-        const copy = frame.slice();
+        const copy = copyOf(frame);
         const rle = new RLE();
         const pixels = h.rows * h.columns;
         const view = rle.decode(copy.buffer, true, pixels);

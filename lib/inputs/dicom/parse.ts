@@ -122,9 +122,20 @@ function readLut(ds: DataSet, item: DataSet, signed: boolean): Lut | undefined {
   return { count, firstMapped, bits, data, explanation: item.string('x00283003') };
 }
 
+/**
+ * The bytes as a plain Uint8Array over the same memory. Node hands us Buffers that
+ * view a larger block (a pooled readFile result, a `subarray`), and on a Buffer
+ * `slice()` is a view too: every later copy and every `.buffer` would then see the
+ * whole block. From here on the data is a Uint8Array, whose `slice()` copies, and
+ * code that reaches for `.buffer` must pass `byteOffset` and `byteLength` with it.
+ */
+export function plainBytes(bytes: Uint8Array): Uint8Array {
+  return Object.getPrototypeOf(bytes) === Uint8Array.prototype ? bytes : new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
 /** Parses `bytes` and checks that it holds a frame we can render. */
-export function readHeader(bytes: Uint8Array, name: string): DicomHeader {
-  const ds = parse(bytes, name);
+export function readHeader(input: Uint8Array, name: string): DicomHeader {
+  const ds = parse(plainBytes(input), name);
   const tsUid = (ds.string('x00020010') ?? '1.2.840.10008.1.2').trim();
   const pixelData = ds.elements.x7fe00010 ?? ds.elements.x7fe00008 ?? ds.elements.x7fe00009;
   if (!pixelData) {
