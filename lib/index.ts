@@ -36,3 +36,7 @@ export { GgufWriter, GGML_TYPES, tensorBytes } from './convert/gguf-writer.js';
 export type { GgmlTypeName, GgufValueType } from './convert/gguf-writer.js';
 export { parseSentencePieceModel } from './convert/sentencepiece.js';
 export type { SentencePieceModel } from './convert/sentencepiece.js';
+export { labelReport, explainReport } from './eval/labeler.js';
+export type { LabeledMention, LabelExplanation } from './eval/labeler.js';
+export { OBSERVATIONS, labelFromChexpertValue } from './eval/observations.js';
+export type { Observation, Label, Findings } from './eval/observations.js';
