@@ -31,10 +31,12 @@ import {
 import { planOutputs, type Format, type Task } from '../lib/cli/output.js';
 import { PhasedProgress } from '../lib/cli/progress.js';
 import { pullWithProgress, selectModel } from '../lib/cli/select-model.js';
+import { addShardOption, applyShard, type Shard } from '../lib/cli/shard.js';
+import { registerMerge } from '../lib/cli/merge.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
 
-type BatchFlags = ModelFlags & SamplingFlags & ChatterFlags & ImageFlags & { jsonl?: boolean; json?: boolean; output?: string; resume?: boolean; recursive?: boolean };
+type BatchFlags = ModelFlags & SamplingFlags & ChatterFlags & ImageFlags & { jsonl?: boolean; json?: boolean; output?: string; resume?: boolean; recursive?: boolean; shard?: Shard };
 
 /** Models loaded by this run, closed before exit so the engine's threads end. */
 const openModels: Model[] = [];
@@ -90,11 +92,16 @@ function formatOf(flags: BatchFlags): Format {
 async function batch(cmd: Command, task: Task, args: string[], flags: BatchFlags, question?: string): Promise<void> {
   if (flags.resume && !flags.output) usage(cmd, '--resume needs --output <dir> (it skips inputs whose output file exists)');
   if (args.filter((a) => a === '-').length > 1) usage(cmd, "'-' (read paths from stdin) may be given once");
-  const inputs: InputFile[] = await expandInputs(args, { recursive: flags.recursive === true });
-  if (inputs.length === 0) {
+  const all: InputFile[] = await expandInputs(args, { recursive: flags.recursive === true });
+  if (all.length === 0) {
     throw new Error(
       `no image files found in ${args.join(' ')} (folders contribute .png .jpg .jpeg .tif .tiff .webp .dcm and extension-less files${flags.recursive ? '' : '; add --recursive to search subfolders'})`,
     );
+  }
+  const inputs = applyShard(all, flags.shard, flags.quiet === true);
+  if (inputs.length === 0) {
+    if (flags.json) process.stdout.write('[]\n');
+    return;
   }
   const format = formatOf(flags);
   if (flags.output) {
@@ -142,6 +149,7 @@ function batchCommand(name: string, task: Task, what: string, help: string): Com
   addSamplingOptions(cmd);
   addImageOptions(cmd);
   addOutputOptions(cmd, true);
+  addShardOption(cmd);
   addChatterOptions(cmd);
   cmd.addHelpText('after', help);
   cmd.action(async (images: string[], flags: BatchFlags) => batch(cmd, task, images, flags));
@@ -292,6 +300,8 @@ batchCommand(
     }
   });
 }
+
+registerMerge(program);
 
 program
   .command('info')
