@@ -40,7 +40,7 @@ const [turn1, turn1Ms] = await timed(() => chat.send(REPORT_PROMPT, first));
 const [turn2, turn2Ms] = await timed(() => chat.send('Is there a pleural effusion?', first));
 await model.close();
 
-const row = (name: string, ms: number, r: typeof fresh): string =>
+const row = (name: string, ms: number, r: Pick<typeof fresh, 'timings'>): string =>
   `${name.padEnd(34)} ${(ms / 1000).toFixed(2).padStart(8)} s   prefill ${String(r.timings.prefillTokens).padStart(5)} positions` +
   (r.timings.encodeMs !== undefined ? `, encode ${(r.timings.encodeMs / 1000).toFixed(2)} s` : '');
 console.log(row('fresh report, first token', freshMs, fresh));

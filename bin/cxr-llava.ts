@@ -36,7 +36,7 @@ import { registerMerge } from '../lib/cli/merge.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
 
-type BatchFlags = ModelFlags & SamplingFlags & ChatterFlags & ImageFlags & { jsonl?: boolean; json?: boolean; output?: string; resume?: boolean; recursive?: boolean; shard?: Shard };
+type BatchFlags = ModelFlags & SamplingFlags & ChatterFlags & ImageFlags & { jsonl?: boolean; json?: boolean; output?: string; resume?: boolean; recursive?: boolean; shard?: Shard; findings?: boolean };
 
 /** Models loaded by this run, closed before exit so the engine's threads end. */
 const openModels: Model[] = [];
@@ -122,6 +122,7 @@ async function batch(cmd: Command, task: Task, args: string[], flags: BatchFlags
     format,
     ...(flags.output ? { outDir: flags.output } : {}),
     resume: flags.resume === true,
+    findings: flags.findings === true,
     quiet: flags.quiet === true,
     verbose: flags.verbose === true,
   });
@@ -150,6 +151,7 @@ function batchCommand(name: string, task: Task, what: string, help: string): Com
   addImageOptions(cmd);
   addOutputOptions(cmd, true);
   addShardOption(cmd);
+  cmd.option('--findings', 'label each text with the 14 CheXpert observations (positive/negative/uncertain): a "findings" object in JSON, a Findings line in text');
   addChatterOptions(cmd);
   cmd.addHelpText('after', help);
   cmd.action(async (images: string[], flags: BatchFlags) => batch(cmd, task, images, flags));
@@ -172,6 +174,7 @@ batchCommand(
       'cxr-llava report scans/ -r --jsonl > reports.jsonl',
       'find /data -name "*.dcm" | cxr-llava report - --output reports/ --resume',
       'cxr-llava report a.png b.png --temperature 0 --max-tokens 256 --json',
+      'cxr-llava report scans/ --jsonl --findings | jq -c \'{file, findings}\'',
     ),
 );
 

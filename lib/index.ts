@@ -17,6 +17,7 @@ export type {
   TokenizeOptions,
   GenerateOptions,
   GenerateResult,
+  ReportResult,
   Timings,
   TokenLogprob,
 } from './runtime/model.js';

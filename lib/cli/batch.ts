@@ -9,12 +9,13 @@
  */
 import { performance } from 'node:perf_hooks';
 import path from 'node:path';
+import { labelReport } from '../eval/labeler.js';
 import { decodeImage, preprocessImage } from '../inputs/image.js';
 import type { Model } from '../runtime/model.js';
 import { clock, ms, perSecond } from './format.js';
 import type { InputFile } from './inputs.js';
 import type { ImageFlags } from './options.js';
-import { alreadyDone, header, planOutputs, recordJson, writeAtomic, type Format, type ResultRecord, type Task } from './output.js';
+import { alreadyDone, findingsLine, header, planOutputs, recordJson, writeAtomic, type Format, type ResultRecord, type Task } from './output.js';
 import { ProgressBar } from './progress.js';
 
 /** The outcome of preparing one item: its value, or why it failed. */
@@ -94,6 +95,8 @@ export interface BatchOptions {
   format: Format;
   /** Write one file per input here instead of to stdout. */
   outDir?: string;
+  /** Add the CheXpert labels of each text to its record (`findings`), or a Findings line under it in text. */
+  findings?: boolean;
   /** Skip inputs whose output file exists (needs outDir). */
   resume?: boolean;
   quiet?: boolean;
@@ -135,11 +138,11 @@ export async function runBatch(o: BatchOptions): Promise<BatchSummary> {
   const emit = async (input: InputFile, r: ResultRecord): Promise<void> => {
     if (plan) {
       const out = plan.get(input)!;
-      if (r.error === null) await writeAtomic(out, o.format === 'text' ? (r.text ?? '').trimEnd() + '\n' : recordJson(r, true));
+      if (r.error === null) await writeAtomic(out, o.format === 'text' ? textBlock(r) : recordJson(r, true));
     } else if (o.format === 'jsonl') bar.output(recordJson(r, false));
     else if (o.format === 'json') collected.push(r);
     else if (!stream && r.error === null) {
-      bar.output((headers ? (blocks > 0 ? '\n' : '') + header(input.path) : '') + (r.text ?? '').trimEnd() + '\n');
+      bar.output((headers ? (blocks > 0 ? '\n' : '') + header(input.path) : '') + textBlock(r));
       blocks++;
     }
   };
@@ -159,6 +162,7 @@ export async function runBatch(o: BatchOptions): Promise<BatchSummary> {
         model: modelName,
         params: { ...params, seed: o.sampling.seed === undefined ? null : o.sampling.seed.toString() },
         timings: null,
+        ...(o.findings ? { findings: null } : {}),
         error: null,
       };
       if (headers && stream) bar.output((blocks++ > 0 ? '\n' : '') + header(input.path));
@@ -186,7 +190,8 @@ export async function runBatch(o: BatchOptions): Promise<BatchSummary> {
         const gen = { temperature: o.sampling.temperature, topP: o.sampling.topP, maxTokens: o.sampling.maxTokens, onToken, ...(o.sampling.seed !== undefined ? { seed: o.sampling.seed } : {}) };
         const r =
           o.task === 'report' ? await model.report(encoded, gen) : o.task === 'ddx' ? await model.differential(encoded, gen) : await model.ask(encoded, o.question!, gen);
-        if (stream) bar.output(midText ? '\n' : '');
+        const findings = o.findings ? labelReport(r.text) : undefined;
+        if (stream) bar.output((midText ? '\n' : '') + (findings ? findingsLine(findings) : ''));
         midText = false;
         record = {
           ...base,
@@ -194,6 +199,7 @@ export async function runBatch(o: BatchOptions): Promise<BatchSummary> {
           params: { ...params, seed: r.seed.toString() },
           finishReason: r.finishReason,
           timings: { preprocessMs: round(img.preprocessMs), encodeMs: round(encoded.encodeMs), ...r.timings },
+          ...(findings ? { findings } : {}),
         };
         summary.ok++;
         if (o.verbose) bar.log(timingLine(input.path, record.timings!));
@@ -216,6 +222,11 @@ export async function runBatch(o: BatchOptions): Promise<BatchSummary> {
     stderr.write(`${parts.join(', ')} in ${clock((Date.now() - t0) / 1000)}\n`);
   }
   return summary;
+}
+
+/** A text-mode result: the text, and the Findings line with --findings. */
+function textBlock(r: ResultRecord): string {
+  return (r.text ?? '').trimEnd() + '\n' + (r.findings ? findingsLine(r.findings) : '');
 }
 
 function round(v: number): number {

@@ -8,6 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, rename, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import type { Findings } from '../eval/observations.js';
 import type { InputFile } from './inputs.js';
 
 export type Task = 'report' | 'ddx' | 'ask';
@@ -39,6 +40,8 @@ export interface ResultRecord {
   warnings?: string[];
   /** The DICOM SOP Instance UID, when the image layer reports one. */
   sopInstanceUid?: string;
+  /** With --findings: the CheXpert labels of `text` (`labelReport`); null when the input failed. */
+  findings?: Findings | null;
   /** One-line reason this input failed; null on success. */
   error: string | null;
 }
@@ -88,6 +91,12 @@ export function alreadyDone(outFile: string): boolean {
 /** Text-mode header for one input; used when there is more than one input. */
 export function header(file: string): string {
   return `==> ${file} <==\n`;
+}
+
+/** The --findings line under a text report: "Findings: Cardiomegaly positive, Pneumothorax negative". */
+export function findingsLine(f: Findings): string {
+  const parts = Object.entries(f).map(([o, label]) => `${o} ${label}`);
+  return `Findings: ${parts.length > 0 ? parts.join(', ') : 'none stated'}\n`;
 }
 
 export function recordJson(r: ResultRecord, pretty: boolean): string {

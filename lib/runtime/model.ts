@@ -7,6 +7,8 @@ import { CxrError, fromNative, invalidParameterError } from '../errors.js';
 import { native, type NativeModel, type NativeModelInfo, type NativeResult, type NativeSegment } from './native.js';
 import { preprocessImageDetailed, type DecodeOptions, type ImageInput } from '../inputs/image.js';
 import { chatText, DIFFERENTIAL_PROMPT, IMAGE_PLACEHOLDER, REPORT_PROMPT, type ChatMessage } from './prompt.js';
+import { labelReport } from '../eval/labeler.js';
+import type { Findings } from '../eval/observations.js';
 import { optBoolean, optEnum, optFunction, optInteger, optNumber, optStringArray, reqString } from '../validate.js';
 
 /** Progress of a long operation. */
@@ -157,6 +159,12 @@ export interface GenerateResult {
   /** The image's DICOM SOP Instance UID, when it has one. */
   sopInstanceUid?: string;
   timings: Timings;
+}
+
+/** What `report()` gives: the generation result and the CheXpert labels of its text (`labelReport(text)`). */
+export interface ReportResult extends GenerateResult {
+  /** The 14 CheXpert observations the report states, each positive, negative or uncertain; unmentioned ones are left out. */
+  findings: Findings;
 }
 
 /** A loaded model. Create it with `loadModel()`; free it with `close()`. */
@@ -330,9 +338,9 @@ export class Model {
     return p;
   }
 
-  /** A radiology report on the image, with the official prompt and sampling defaults. */
-  report(image: ImageInput | EncodedImage, options: Omit<GenerateOptions, 'prompt' | 'messages' | 'image' | 'raw'> = {}): Promise<GenerateResult> {
-    return this.generate({ ...options, image, prompt: REPORT_PROMPT });
+  /** A radiology report on the image, with the official prompt and sampling defaults, and the CheXpert labels of its text. */
+  report(image: ImageInput | EncodedImage, options: Omit<GenerateOptions, 'prompt' | 'messages' | 'image' | 'raw'> = {}): Promise<ReportResult> {
+    return this.generate({ ...options, image, prompt: REPORT_PROMPT }).then((r) => ({ ...r, findings: labelReport(r.text) }));
   }
 
   /** Possible differential diagnoses for the image, with the official prompt. */
