@@ -80,6 +80,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     o.Set("hparams", hp);
     Napi::Object rt = Napi::Object::New(env);
     rt.Set("backend", m.backend().name());
+    rt.Set("backendReason", m.backend_reason());
+    if (std::string(m.backend().name()) == "cuda") rt.Set("device", m.device());
     rt.Set("threads", m.backend().threads());
     rt.Set("simd", cxr::simd_level());
     rt.Set("contextSize", Napi::Number::New(env, static_cast<double>(m.text().n_ctx())));
@@ -429,6 +431,12 @@ Napi::Object init_model(Napi::Env env, Napi::Object exports) {
                                  if (o.Has("mmproj") && o.Get("mmproj").IsString())
                                    opts.mmproj_path = o.Get("mmproj").As<Napi::String>().Utf8Value();
                                  opts.threads = o.Get("threads").As<Napi::Number>().Int32Value();
+                                 if (o.Has("backend") && o.Get("backend").IsString())
+                                   opts.backend = o.Get("backend").As<Napi::String>().Utf8Value();
+                                 else
+                                   opts.backend = "auto";
+                                 if (o.Has("device") && o.Get("device").IsNumber())
+                                   opts.device = o.Get("device").As<Napi::Number>().Int32Value();
                                  opts.n_ctx = o.Get("contextSize").As<Napi::Number>().Int64Value();
                                  const std::string kv = o.Get("kvType").As<Napi::String>().Utf8Value();
                                  opts.kv_type = kv == "f32" ? cxr::DType::F32 : cxr::DType::F16;

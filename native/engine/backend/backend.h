@@ -123,6 +123,17 @@ std::unique_ptr<Backend> make_backend(const std::string& name, int threads);
 // The names make_backend() accepts in this build, in order of preference.
 std::vector<std::string> backend_names();
 
+// A backend picked by name, and why, in a sentence for model.info:
+//   "cpu"   the CPU backend;
+//   "cuda"  CUDA device `device`; throws EngineError(kBackend) saying why not
+//           (this build has none, no driver, no device, compute capability < 8.0);
+//   "auto"  CUDA when this build has it and device `device` is usable, else the CPU.
+struct BackendChoice {
+  std::unique_ptr<Backend> backend;
+  std::string reason;
+};
+BackendChoice choose_backend(const std::string& name, int threads, int device);
+
 // The CPU backend with `threads` threads (0: a sensible default).
 std::unique_ptr<Backend> make_cpu_backend(int threads);
 

@@ -49,7 +49,10 @@ size_t held_back(const std::string& text, const std::vector<std::string>& stop) 
 
 Model::Model(const ModelOptions& opts) {
   file_ = GgufFile::open(opts.model_path);
-  be_ = make_backend(opts.backend, opts.threads);
+  BackendChoice choice = choose_backend(opts.backend, opts.threads, opts.device);
+  be_ = std::move(choice.backend);
+  backend_reason_ = std::move(choice.reason);
+  device_ = opts.device;
   text_ = std::make_unique<TextModel>(*file_, *be_, opts.n_ctx, opts.kv_type);
   tok_ = std::make_unique<Tokenizer>(*file_);
   if (tok_->n_vocab() != text_->config().n_vocab)

@@ -25,7 +25,8 @@ namespace cxr {
 struct ModelOptions {
   std::string model_path;
   std::string mmproj_path;   // empty: text only
-  std::string backend = "cpu";  // a name make_backend() knows (backend/backend.h)
+  std::string backend = "cpu";  // "auto" or a name make_backend() knows (backend/backend.h)
+  int device = 0;            // CUDA device index
   int threads = 0;           // 0: ThreadPool::default_threads()
   int64_t n_ctx = 0;         // 0: min(trained context, 4096)
   DType kv_type = DType::F16;
@@ -88,6 +89,9 @@ class Model {
   // EngineError(kModel) without an mmproj, EngineError(kAborted) when aborted.
   std::vector<float> encode_image(const float* pixels, const std::atomic<bool>* abort);
   Backend& backend() { return *be_; }
+  // Why this backend runs the model (choose_backend's reason).
+  const std::string& backend_reason() const { return backend_reason_; }
+  int device() const { return device_; }  // the CUDA device asked for
 
   // Runs the prompt and samples up to max_tokens. `on_token` sees each token as
   // it is produced; `abort` (may be null) is polled between tokens. Throws
@@ -108,6 +112,8 @@ class Model {
 
   std::unique_ptr<GgufFile> file_;
   std::unique_ptr<Backend> be_;
+  std::string backend_reason_;
+  int device_ = 0;
   std::unique_ptr<TextModel> text_;
   std::unique_ptr<Tokenizer> tok_;
   std::unique_ptr<GgufFile> mmproj_file_;

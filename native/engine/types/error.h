@@ -27,6 +27,8 @@ inline const char* const kModel = "ERR_MODEL";            // GGUF is valid but n
 inline const char* const kContext = "ERR_CONTEXT_FULL";   // prompt or generation exceeds context
 inline const char* const kArgument = "ERR_INVALID_ARG";   // caller passed something impossible
 inline const char* const kAborted = "ERR_ABORTED";        // generation stopped by the caller
+inline const char* const kBackend = "ERR_BACKEND";        // the chosen backend cannot run here (no driver, no GPU, not built)
+inline const char* const kNoMemory = "ERR_NO_MEMORY";     // a device ran out of memory
 }  // namespace err
 
 }  // namespace cxr

@@ -1,0 +1,411 @@
+// backend_cuda.cu - the CUDA implementation of backend.h: device selection
+// and its errors, device memory, weights uploaded once, and the dispatch of
+// every op to its kernel family (kernels.h).
+//
+// Everything runs on one stream, in order, so no op waits for another on the
+// host; only to_host() and sync() block. Weights are copied from the file's
+// mapping to the device once, at load, through two pinned staging buffers so
+// the disk read of one chunk overlaps the PCIe copy of the one before.
+// Small host-side F32 vectors the seam passes by host pointer (norm weights,
+// biases) are uploaded on first use and kept, keyed by their address: they are
+// the model's own, alive as long as it is.
+#include <cuda_runtime.h>
+#if defined(__linux__)
+#include <dlfcn.h>
+#endif
+
+#include <cmath>
+#include <cstring>
+#include <map>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "backend/backend.h"
+#include "backend/cuda/kernels.h"
+#include "format/gguf.h"
+#include "types/error.h"
+
+namespace cxr {
+
+bool cuda_usable(int device, std::string* what);  // below; also offered to backend.cpp
+
+namespace {
+
+constexpr int kMinMajor = 8;                     // compute capability 8.0: mma.sync int8/f16, cp.async, bf16
+constexpr size_t kStagingBytes = size_t{64} << 20;
+
+std::string mib(size_t bytes) { return std::to_string((bytes + (size_t{1} << 19)) >> 20) + " MiB"; }
+
+// Turns a failed runtime call into the sentence a user can act on.
+[[noreturn]] void fail(cudaError_t e, const std::string& what) {
+  throw EngineError(err::kBackend, "CUDA: " + what + " failed: " + cudaGetErrorString(e) + " (" +
+                                       cudaGetErrorName(e) + ")");
+}
+
+void check(cudaError_t e, const char* what) {
+  if (e != cudaSuccess) fail(e, what);
+}
+
+// Whether the driver's library is installed at all: the runtime reports a
+// missing driver and an old one with the same error.
+bool driver_installed() {
+#if defined(__linux__)
+  void* h = dlopen("libcuda.so.1", RTLD_LAZY | RTLD_LOCAL);
+  if (!h) return false;
+  dlclose(h);
+#endif
+  return true;
+}
+
+std::string no_driver_reason(cudaError_t e) {
+  switch (e) {
+    case cudaErrorNoDevice: return "no CUDA device found (the NVIDIA driver sees no GPU)";
+    case cudaErrorInsufficientDriver:
+      if (!driver_installed()) return "no NVIDIA driver is installed (libcuda.so.1 not found)";
+      return "the NVIDIA driver is older than this build's CUDA runtime needs: update the driver";
+    case cudaErrorInitializationError:
+    case cudaErrorNotPermitted:
+    case cudaErrorSystemDriverMismatch:
+      return std::string("the NVIDIA driver could not be initialised: ") + cudaGetErrorString(e);
+    default: return std::string("no usable NVIDIA driver: ") + cudaGetErrorString(e);
+  }
+}
+
+}  // namespace
+
+// Named (not in the anonymous namespace): its capture calls wait for the
+// seam's capture hook, and stay compiled meanwhile.
+class CudaBackend final : public Backend {
+ public:
+  explicit CudaBackend(int device) : dev_(device) {
+    std::string why;
+    if (!cuda_usable(device, &why)) throw EngineError(err::kBackend, "CUDA backend: " + why);
+    check(cudaSetDevice(dev_), "cudaSetDevice");
+    check(cudaGetDeviceProperties(&prop_, dev_), "cudaGetDeviceProperties");
+    check(cudaStreamCreateWithFlags(&s_, cudaStreamNonBlocking), "cudaStreamCreate");
+    for (int i = 0; i < 2; ++i) {
+      check(cudaMallocHost(reinterpret_cast<void**>(&staging_[i]), kStagingBytes), "cudaMallocHost (staging buffers)");
+      check(cudaEventCreateWithFlags(&staged_[i], cudaEventDisableTiming), "cudaEventCreate");
+    }
+  }
+
+  ~CudaBackend() override {
+    cudaStreamSynchronize(s_);
+    if (graph_exec_) cudaGraphExecDestroy(graph_exec_);
+    for (auto& kv : weights_) cudaFree(kv.second);
+    for (auto& kv : vectors_) cudaFree(kv.second);
+    for (auto& kv : inv_freq_) cudaFree(kv.second);
+    for (void* p : {static_cast<void*>(a8_), att_scratch_, static_cast<void*>(ids_)}) cudaFree(p);
+    if (ids_host_) cudaFreeHost(ids_host_);
+    for (int i = 0; i < 2; ++i) {
+      cudaFreeHost(staging_[i]);
+      cudaEventDestroy(staged_[i]);
+    }
+    cudaStreamDestroy(s_);
+  }
+
+  const char* name() const override { return "cuda"; }
+  int threads() const override { return 1; }
+
+  // --- memory ---------------------------------------------------------------
+  float* alloc(size_t n) override { return static_cast<float*>(alloc_bytes(n * sizeof(float))); }
+  void free(float* p) override { free_bytes(p); }
+  void* alloc_bytes(size_t n) override {
+    void* p = device_alloc(n, "a buffer");
+    check(cudaMemsetAsync(p, 0, n, s_), "cudaMemset");
+    return p;
+  }
+  void free_bytes(void* p) override {
+    if (!p) return;
+    cudaStreamSynchronize(s_);  // kernels in flight may still read it
+    cudaFree(p);
+  }
+  void to_host(float* dst, const float* src, size_t n) override {
+    check(cudaMemcpyAsync(dst, src, n * sizeof(float), cudaMemcpyDeviceToHost, s_), "copy to the host");
+    check(cudaStreamSynchronize(s_), "a kernel (reported at copy to the host)");
+  }
+  void from_host(float* dst, const float* src, size_t n) override {
+    // Synchronous with respect to `src`: the caller may reuse it at once.
+    check(cudaMemcpyAsync(dst, src, n * sizeof(float), cudaMemcpyHostToDevice, s_), "copy from the host");
+    check(cudaStreamSynchronize(s_), "copy from the host");
+  }
+
+  Weight weight(const GgufTensor& t) override {
+    Weight w;
+    w.type = t.type;
+    w.cols = t.ne[0];
+    w.rows = t.ne[1] * t.ne[2] * t.ne[3];
+    if (!cuda::matmul_supports(t.type, w.cols))
+      throw EngineError(err::kBackend, "the CUDA backend does not support tensor " + t.name + " of type " +
+                                           dtype_name(t.type) + " with rows of " + std::to_string(w.cols));
+    auto it = weights_.find(t.data);
+    if (it == weights_.end()) it = weights_.emplace(t.data, upload(t)).first;
+    w.data = it->second;
+    w.device = it->second;
+    return w;
+  }
+
+  // --- ops --------------------------------------------------------------------
+  void matmul(const Weight& W, const float* x, int64_t n, float* y, const float* bias) override {
+    cuda::block_a8* a8 = nullptr;
+    if (W.type != DType::F32 && W.type != DType::F16 && W.type != DType::BF16)
+      a8 = a8_space(static_cast<size_t>(n * W.cols / cuda::kA8));
+    cuda::matmul(s_, W.type, W.device, W.rows, W.cols, x, n, y, bias ? vector(bias, W.rows) : nullptr, a8);
+    launched("matmul");
+  }
+
+  void get_rows(const Weight& E, const int32_t* ids, int64_t n, float* out) override {
+    for (int64_t i = 0; i < n; ++i)
+      if (ids[i] < 0 || ids[i] >= E.rows)
+        throw EngineError(err::kArgument, "token id " + std::to_string(ids[i]) + " is outside the vocabulary");
+    int32_t* dev = ids_space(static_cast<size_t>(n));
+    // The pinned copy is reused by the next call: the copy must land first.
+    check(cudaStreamSynchronize(s_), "get_rows");
+    std::memcpy(ids_host_, ids, n * sizeof(int32_t));
+    check(cudaMemcpyAsync(dev, ids_host_, n * sizeof(int32_t), cudaMemcpyHostToDevice, s_), "copy of token ids");
+    cuda::get_rows(s_, E.type, E.device, E.cols, dev, n, out);
+    launched("get_rows");
+  }
+
+  void rmsnorm(const float* x, const float* w, int64_t n, int64_t dim, float eps, float* out) override {
+    cuda::rmsnorm(s_, const_cast<float*>(x), nullptr, vector(w, dim), n, dim, eps, out);
+    launched("rmsnorm");
+  }
+  void add_rmsnorm(float* x, const float* y, const float* w, int64_t n, int64_t dim, float eps, float* out) override {
+    cuda::rmsnorm(s_, x, y, vector(w, dim), n, dim, eps, out);
+    launched("add_rmsnorm");
+  }
+  void layernorm(const float* x, const float* w, const float* b, int64_t n, int64_t dim, float eps,
+                 float* out) override {
+    cuda::layernorm(s_, const_cast<float*>(x), nullptr, vector(w, dim), vector(b, dim), n, dim, eps, out);
+    launched("layernorm");
+  }
+  void add_layernorm(float* x, const float* y, const float* w, const float* b, int64_t n, int64_t dim, float eps,
+                     float* out) override {
+    cuda::layernorm(s_, x, y, vector(w, dim), vector(b, dim), n, dim, eps, out);
+    launched("add_layernorm");
+  }
+
+  void rope(float* x, int64_t n, int n_heads, int head_dim, int64_t pos0, float theta) override {
+    cuda::rope(s_, x, n, n_heads, head_dim, pos0, inv_freq(head_dim, theta));
+    launched("rope");
+  }
+
+  void store_rows(void* dst, DType type, int64_t row0, const float* src, int64_t n, int64_t width) override {
+    if (type == DType::F32) {
+      check(cudaMemcpyAsync(static_cast<float*>(dst) + row0 * width, src, n * width * sizeof(float),
+                            cudaMemcpyDeviceToDevice, s_),
+            "store_rows");
+      return;
+    }
+    if (type != DType::F16) throw EngineError(err::kBackend, "the CUDA backend stores KV rows as f16 or f32 only");
+    cuda::to_f16(s_, src, static_cast<uint16_t*>(dst) + row0 * width, n * width);
+    launched("store_rows");
+  }
+
+  void attention(const AttentionArgs& a) override {
+    if (a.head_dim > cuda::kMaxHeadDim || a.n_heads % a.n_kv_heads != 0)
+      throw EngineError(err::kBackend, "the CUDA attention kernels take head_dim <= " +
+                                           std::to_string(cuda::kMaxHeadDim) + " (got " + std::to_string(a.head_dim) + ")");
+    if (a.kv_type != DType::F16 && a.kv_type != DType::F32)
+      throw EngineError(err::kBackend, "the CUDA backend reads KV caches in f16 or f32 only");
+    cuda::AttentionLaunch l{a.q, a.k, a.v, a.kv_type == DType::F16, a.out, a.n, a.n_kv, a.pos0,
+                            a.n_heads, a.n_kv_heads, a.head_dim, a.causal, a.scale};
+    const size_t need = cuda::attention_scratch_bytes(a.n, a.n_heads, a.head_dim, a.n_kv);
+    if (need > att_cap_) {
+      free_bytes(att_scratch_);
+      att_scratch_ = nullptr;
+      att_scratch_ = device_alloc(need, "attention partials");
+      att_cap_ = need;
+    }
+    cuda::attention(s_, l, att_scratch_);
+    launched("attention");
+  }
+
+  void silu_mul(float* gate, const float* up, int64_t count) override {
+    cuda::silu_mul(s_, gate, up, count);
+    launched("silu_mul");
+  }
+  void gelu(float* x, int64_t count) override {
+    cuda::gelu(s_, x, count);
+    launched("gelu");
+  }
+  void add(float* x, const float* y, int64_t count) override {
+    cuda::add(s_, x, y, count);
+    launched("add");
+  }
+
+  void sync() override { check(cudaStreamSynchronize(s_), "a kernel (reported at sync)"); }
+
+  // --- decode-step capture (CUDA graphs) ------------------------------------------
+  // Between begin and end every op is recorded instead of run; replay() runs
+  // the recorded step again with one launch. The step must not allocate or
+  // read host memory that changes (token ids must already be on the device).
+  void begin_capture() {
+    check(cudaStreamBeginCapture(s_, cudaStreamCaptureModeThreadLocal), "cudaStreamBeginCapture");
+  }
+  void end_capture() {
+    cudaGraph_t g = nullptr;
+    check(cudaStreamEndCapture(s_, &g), "cudaStreamEndCapture");
+    if (graph_exec_) cudaGraphExecDestroy(graph_exec_);
+    graph_exec_ = nullptr;
+    const cudaError_t e = cudaGraphInstantiate(&graph_exec_, g, 0);
+    cudaGraphDestroy(g);
+    check(e, "cudaGraphInstantiate");
+  }
+  void replay() {
+    if (!graph_exec_) throw EngineError(err::kArgument, "no decode step has been captured");
+    check(cudaGraphLaunch(graph_exec_, s_), "cudaGraphLaunch");
+  }
+
+ private:
+  // Device memory, or an error that says what it was for, what it needed
+  // and what the GPU had free.
+  void* device_alloc(size_t bytes, const std::string& what) {
+    void* p = nullptr;
+    const cudaError_t e = cudaMalloc(&p, bytes ? bytes : 1);
+    if (e == cudaSuccess) return p;
+    cudaGetLastError();  // clear the sticky-free allocation error
+    size_t free_b = 0, total_b = 0;
+    cudaMemGetInfo(&free_b, &total_b);
+    if (e == cudaErrorMemoryAllocation)
+      throw EngineError(err::kNoMemory, "out of GPU memory: " + what + " needs " + mib(bytes) + ", " + mib(free_b) +
+                                            " of " + mib(total_b) + " are free on GPU " + std::to_string(dev_) + " (" +
+                                            prop_.name + "); use a smaller quantization or context size");
+    fail(e, "cudaMalloc for " + what);
+  }
+
+  // Copies a tensor from the mapping to the device in staging-sized chunks:
+  // the host copy into one pinned buffer overlaps the DMA out of the other.
+  void* upload(const GgufTensor& t) {
+    const size_t bytes = t.nbytes;
+    void* dst = device_alloc(bytes, "tensor " + t.name);
+    const uint8_t* src = static_cast<const uint8_t*>(t.data);
+    for (size_t off = 0; off < bytes; off += kStagingBytes) {
+      const size_t len = std::min(kStagingBytes, bytes - off);
+      const int b = next_staging_;
+      next_staging_ ^= 1;
+      check(cudaEventSynchronize(staged_[b]), "weight upload");
+      std::memcpy(staging_[b], src + off, len);
+      check(cudaMemcpyAsync(static_cast<uint8_t*>(dst) + off, staging_[b], len, cudaMemcpyHostToDevice, s_),
+            "weight upload");
+      check(cudaEventRecord(staged_[b], s_), "weight upload");
+    }
+    uploaded_ += bytes;
+    return dst;
+  }
+
+  // A host F32 vector of n values (norm weights, biases) on the device.
+  const float* vector(const float* host, int64_t n) {
+    auto it = vectors_.find(host);
+    if (it != vectors_.end()) return it->second;
+    float* d = static_cast<float*>(device_alloc(n * sizeof(float), "a norm or bias vector"));
+    check(cudaMemcpyAsync(d, host, n * sizeof(float), cudaMemcpyHostToDevice, s_), "vector upload");
+    check(cudaStreamSynchronize(s_), "vector upload");
+    vectors_.emplace(host, d);
+    return d;
+  }
+
+  const float* inv_freq(int head_dim, float theta) {
+    const auto key = std::make_pair(head_dim, theta);
+    auto it = inv_freq_.find(key);
+    if (it != inv_freq_.end()) return it->second;
+    std::vector<float> f(head_dim / 2);
+    for (int i = 0; i < head_dim / 2; ++i) f[i] = static_cast<float>(std::pow(static_cast<double>(theta), -2.0 * i / head_dim));
+    float* d = static_cast<float*>(device_alloc(f.size() * sizeof(float), "the RoPE table"));
+    check(cudaMemcpy(d, f.data(), f.size() * sizeof(float), cudaMemcpyHostToDevice), "RoPE table upload");
+    inv_freq_.emplace(key, d);
+    return d;
+  }
+
+  cuda::block_a8* a8_space(size_t blocks) {
+    if (blocks > a8_cap_) {
+      free_bytes(a8_);
+      a8_ = nullptr;
+      a8_ = static_cast<cuda::block_a8*>(device_alloc(blocks * sizeof(cuda::block_a8), "quantized activations"));
+      a8_cap_ = blocks;
+    }
+    return a8_;
+  }
+
+  int32_t* ids_space(size_t n) {
+    if (n > ids_cap_) {
+      free_bytes(ids_);
+      ids_ = nullptr;
+      if (ids_host_) cudaFreeHost(ids_host_);
+      ids_host_ = nullptr;
+      ids_ = static_cast<int32_t*>(device_alloc(n * sizeof(int32_t), "token ids"));
+      check(cudaMallocHost(reinterpret_cast<void**>(&ids_host_), n * sizeof(int32_t)), "cudaMallocHost (token ids)");
+      ids_cap_ = n;
+    }
+    return ids_;
+  }
+
+  // Launch errors (a bad configuration) surface at once, not at the next sync.
+  void launched(const char* op) {
+    const cudaError_t e = cudaPeekAtLastError();
+    if (e != cudaSuccess) {
+      cudaGetLastError();
+      fail(e, std::string("launching ") + op);
+    }
+  }
+
+  int dev_;
+  cudaDeviceProp prop_{};
+  cudaStream_t s_ = nullptr;
+  uint8_t* staging_[2] = {nullptr, nullptr};
+  cudaEvent_t staged_[2] = {nullptr, nullptr};
+  int next_staging_ = 0;
+  size_t uploaded_ = 0;
+  std::unordered_map<const void*, void*> weights_;    // file data -> device copy
+  std::unordered_map<const float*, float*> vectors_;  // host vector -> device copy
+  std::map<std::pair<int, float>, float*> inv_freq_;
+  cuda::block_a8* a8_ = nullptr;
+  size_t a8_cap_ = 0;
+  void* att_scratch_ = nullptr;
+  size_t att_cap_ = 0;
+  int32_t* ids_ = nullptr;
+  int32_t* ids_host_ = nullptr;
+  size_t ids_cap_ = 0;
+  cudaGraphExec_t graph_exec_ = nullptr;
+};
+
+bool cuda_usable(int device, std::string* what) {
+  int count = 0;
+  const cudaError_t e = cudaGetDeviceCount(&count);
+  if (e != cudaSuccess) {
+    cudaGetLastError();
+    *what = no_driver_reason(e);
+    return false;
+  }
+  if (count == 0) {
+    *what = "no CUDA device found";
+    return false;
+  }
+  if (device < 0 || device >= count) {
+    *what = "there is no CUDA device " + std::to_string(device) + " (found " + std::to_string(count) + ": 0.." +
+            std::to_string(count - 1) + ")";
+    return false;
+  }
+  cudaDeviceProp prop{};
+  if (cudaGetDeviceProperties(&prop, device) != cudaSuccess) {
+    cudaGetLastError();
+    *what = "could not read the properties of CUDA device " + std::to_string(device);
+    return false;
+  }
+  const std::string cc = std::to_string(prop.major) + "." + std::to_string(prop.minor);
+  if (prop.major < kMinMajor) {
+    *what = "CUDA device " + std::to_string(device) + " (" + prop.name + ", compute capability " + cc +
+            ") is older than this backend supports: it needs compute capability 8.0 or newer "
+            "(A100, A10/L4/L40, RTX 30xx/40xx/50xx, H100/H200)";
+    return false;
+  }
+  *what = "CUDA device " + std::to_string(device) + ": " + prop.name + ", compute capability " + cc + ", " +
+          mib(prop.totalGlobalMem);
+  return true;
+}
+
+std::unique_ptr<Backend> make_cuda_backend(int device) { return std::make_unique<CudaBackend>(device); }
+
+}  // namespace cxr

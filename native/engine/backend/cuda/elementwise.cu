@@ -1,0 +1,123 @@
+// elementwise.cu - the small ops: SiLU·up, GELU, residual add, F16 KV stores,
+// embedding rows, and the greedy sampler's argmax, so a decode step never
+// waits on the host.
+#include <cuda_fp16.h>
+
+#include "backend/cuda/device.h"
+#include "backend/cuda/kernels.h"
+#include "backend/cuda/row_math.h"
+
+namespace cxr {
+namespace cuda {
+namespace {
+
+__global__ void silu_mul_kernel(float* g, const float* u, int64_t n) {
+  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (i < n) g[i] = silu_mul(g[i], u[i]);
+}
+
+__global__ void gelu_kernel(float* x, int64_t n) {
+  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (i < n) x[i] = gelu_erf(x[i]);
+}
+
+__global__ void add_kernel(float* x, const float* y, int64_t n) {
+  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (i < n) x[i] += y[i];
+}
+
+__global__ void to_f16_kernel(const float* src, uint16_t* dst, int64_t n) {
+  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (i < n) dst[i] = float_to_half(src[i]);
+}
+
+template <DType T>
+__global__ void get_rows_kernel(const uint8_t* E, size_t rb, int64_t cols, const int32_t* ids, float* out) {
+  const uint8_t* row = E + static_cast<int64_t>(ids[blockIdx.x]) * rb;
+  float* o = out + blockIdx.x * cols;
+  for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) o[c] = weight_element<T>(row, c);
+}
+
+struct GetRows {
+  cudaStream_t s;
+  const void* E;
+  int64_t cols;
+  const int32_t* ids;
+  int64_t n;
+  float* out;
+  template <DType T>
+  void operator()() const {
+    get_rows_kernel<T><<<static_cast<unsigned>(n), kThreads, 0, s>>>(static_cast<const uint8_t*>(E),
+                                                                    dtype_row_bytes(T, cols), cols, ids, out);
+  }
+};
+
+// One block per row; the first index wins ties, like the CPU sampler.
+__global__ void argmax_kernel(const float* x, int64_t width, int32_t* out) {
+  __shared__ float sv[32];
+  __shared__ int32_t si[32];
+  const float* row = x + blockIdx.x * width;
+  float best = -INFINITY;
+  int32_t bi = 0x7fffffff;
+  for (int64_t i = threadIdx.x; i < width; i += blockDim.x) {
+    const float v = row[i];
+    if (v > best) {  // strided: a later i of the same thread never wins a tie
+      best = v;
+      bi = static_cast<int32_t>(i);
+    }
+  }
+  for (int o = 16; o > 0; o >>= 1) {
+    const float ov = __shfl_xor_sync(0xffffffffu, best, o);
+    const int32_t oi = __shfl_xor_sync(0xffffffffu, bi, o);
+    if (ov > best || (ov == best && oi < bi)) {
+      best = ov;
+      bi = oi;
+    }
+  }
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  if (lane == 0) {
+    sv[warp] = best;
+    si[warp] = bi;
+  }
+  __syncthreads();
+  if (warp == 0) {
+    best = lane < static_cast<int>(blockDim.x / 32) ? sv[lane] : -INFINITY;
+    bi = lane < static_cast<int>(blockDim.x / 32) ? si[lane] : 0x7fffffff;
+    for (int o = 16; o > 0; o >>= 1) {
+      const float ov = __shfl_xor_sync(0xffffffffu, best, o);
+      const int32_t oi = __shfl_xor_sync(0xffffffffu, bi, o);
+      if (ov > best || (ov == best && oi < bi)) {
+        best = ov;
+        bi = oi;
+      }
+    }
+    if (lane == 0) out[blockIdx.x] = bi == 0x7fffffff ? 0 : bi;
+  }
+}
+
+}  // namespace
+
+void silu_mul(cudaStream_t s, float* gate, const float* up, int64_t count) {
+  silu_mul_kernel<<<grid_for(count), kThreads, 0, s>>>(gate, up, count);
+}
+
+void gelu(cudaStream_t s, float* x, int64_t count) { gelu_kernel<<<grid_for(count), kThreads, 0, s>>>(x, count); }
+
+void add(cudaStream_t s, float* x, const float* y, int64_t count) {
+  add_kernel<<<grid_for(count), kThreads, 0, s>>>(x, y, count);
+}
+
+void to_f16(cudaStream_t s, const float* src, uint16_t* dst, int64_t count) {
+  to_f16_kernel<<<grid_for(count), kThreads, 0, s>>>(src, dst, count);
+}
+
+void get_rows(cudaStream_t s, DType type, const void* E, int64_t cols, const int32_t* ids, int64_t n, float* out) {
+  dispatch_weight_type(type, GetRows{s, E, cols, ids, n, out});
+}
+
+void argmax_rows(cudaStream_t s, const float* x, int64_t n, int64_t width, int32_t* out) {
+  argmax_kernel<<<static_cast<unsigned>(n), kThreads, 0, s>>>(x, width, out);
+}
+
+}  // namespace cuda
+}  // namespace cxr
