@@ -79,6 +79,8 @@ async function openModel(flags: ModelFlags & ChatterFlags, pull: boolean, images
     ...(choice.mmproj !== undefined ? { mmproj: choice.mmproj } : {}),
     ...(flags.threads !== undefined ? { threads: flags.threads } : {}),
     ...(flags.ctx !== undefined ? { contextSize: flags.ctx } : {}),
+    ...(flags.backend !== undefined ? { backend: flags.backend } : {}),
+    ...(flags.device !== undefined ? { device: flags.device } : {}),
   });
   openModels.push(model);
   return model;

@@ -17,7 +17,8 @@ export type CxrErrorCode =
   | 'ERR_NO_MEMORY'
   | 'ERR_INTERNAL'
   | 'ERR_NATIVE_LOAD'
-  | 'ERR_IMAGE';
+  | 'ERR_IMAGE'
+  | 'ERR_BACKEND';
 
 export class CxrError extends Error {
   /** Stable machine-readable code, e.g. `ERR_GGUF`. */

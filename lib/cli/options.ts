@@ -35,6 +35,8 @@ export interface ModelFlags {
   type?: string;
   threads?: number;
   ctx?: number;
+  backend?: 'auto' | 'cpu' | 'cuda';
+  device?: number;
 }
 
 export interface SamplingFlags {
@@ -55,7 +57,11 @@ export function addModelOptions(cmd: Command): Command {
     .option('--mmproj <file>', 'vision projector GGUF (default: mmproj-<model file> next to the model)')
     .option('--type <type>', 'which cached model type to use, e.g. q8_0 or q4_k_m (default: the most recently pulled)')
     .option('-t, --threads <n>', 'CPU threads (default: cores, halved on 8+ hardware threads)', intArg(1, 1024))
-    .option('--ctx <n>', 'context length in tokens (default: min(trained, 4096))', intArg(16, 1 << 20));
+    .option('--ctx <n>', 'context length in tokens (default: min(trained, 4096))', intArg(16, 1 << 20))
+    .addOption(
+      new Option('--backend <name>', 'where to run: cpu, cuda, or auto (CUDA when built with it and a GPU is there)').choices(['auto', 'cpu', 'cuda']),
+    )
+    .option('--device <n>', 'CUDA device index (default: 0)', intArg(0, 1023));
 }
 
 export function addSamplingOptions(cmd: Command): Command {

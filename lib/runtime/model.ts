@@ -32,6 +32,14 @@ export interface LoadModelOptions {
   threads?: number;
   /** KV cache length in tokens (optional, default min(trained context, 4096)). */
   contextSize?: number;
+  /**
+   * Where the model runs: `'cpu'`, `'cuda'` (an NVIDIA GPU; needs an addon built with `npm run build:cuda`),
+   * or `'auto'`, CUDA when the addon has it and a usable device is there, else the CPU
+   * (optional, default 'auto'). `model.info.runtime` says which was chosen and why.
+   */
+  backend?: 'auto' | 'cpu' | 'cuda';
+  /** CUDA device index (optional, default 0). */
+  device?: number;
   /** KV cache element type (optional, default 'f16'; 'f32' doubles its memory). */
   kvCacheType?: 'f16' | 'f32';
   /** Called as loading proceeds (optional). */
@@ -562,12 +570,14 @@ export async function loadModel(options: LoadModelOptions = {}): Promise<Model> 
   const threads = optInteger('threads', options.threads, 0, 0, 1024);
   const contextSize = optInteger('contextSize', options.contextSize, 0, 0, 1 << 20);
   const kvType = optEnum('kvCacheType', options.kvCacheType, ['f16', 'f32'] as const, 'f16');
+  const backend = optEnum('backend', options.backend, ['auto', 'cpu', 'cuda'] as const, 'auto');
+  const device = optInteger('device', options.device, 0, 0, 1023);
   const onProgress = optFunction<(p: Progress) => void>('onProgress', options.onProgress);
   const mmproj = options.mmproj === undefined ? defaultMmproj : reqString('mmproj', options.mmproj);
   onProgress?.({ phase: 'load', progress: 0 });
   let nm: NativeModel;
   try {
-    nm = await native().loadModel({ model: modelPath, ...(mmproj ? { mmproj } : {}), threads, contextSize, kvType });
+    nm = await native().loadModel({ model: modelPath, ...(mmproj ? { mmproj } : {}), threads, contextSize, kvType, backend, device });
   } catch (err) {
     throw fromNative(err);
   }

@@ -43,7 +43,18 @@ export interface NativeModelInfo extends NativeGgufInfo {
     ropeFreqBase: number;
     rmsNormEps: number;
   };
-  runtime: { backend: string; threads: number; simd: string; contextSize: number; kvCacheBytes: number };
+  runtime: {
+    /** The backend running the model: 'cpu' or 'cuda'. */
+    backend: string;
+    /** Why that backend: asked for, or what `backend: 'auto'` found (e.g. no CUDA device, or the GPU's name). */
+    backendReason: string;
+    /** The CUDA device index, with backend 'cuda'. */
+    device?: number;
+    threads: number;
+    simd: string;
+    contextSize: number;
+    kvCacheBytes: number;
+  };
   tokenizer: { bos: number; eos: number; unk: number };
   vision?: {
     path: string;
@@ -126,7 +137,17 @@ export interface NativeModel {
 }
 
 export interface NativeAddon {
-  loadModel(opts: { model: string; mmproj?: string; threads: number; contextSize: number; kvType: 'f16' | 'f32' }): Promise<NativeModel>;
+  loadModel(opts: {
+    model: string;
+    mmproj?: string;
+    threads: number;
+    contextSize: number;
+    kvType: 'f16' | 'f32';
+    /** Default 'auto'. */
+    backend?: 'auto' | 'cpu' | 'cuda';
+    /** Default 0. */
+    device?: number;
+  }): Promise<NativeModel>;
   quantize(type: GgmlTypeName, data: Float32Array, rows: number, cols: number): Uint8Array;
   quantizeAsync(type: GgmlTypeName, data: Float32Array, rows: number, cols: number): Promise<Uint8Array>;
   dequantize(type: GgmlTypeName, data: Uint8Array, n: number): Float32Array;
