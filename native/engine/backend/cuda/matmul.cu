@@ -302,7 +302,9 @@ struct MatmulCall {
 
   template <DType T>
   void operator()() const {
-    if constexpr (is_quant(T)) {
+    // Activations as int8 blocks: for the dp4a GEMV and the int8 tensor-core
+    // kernel (the f16 one reads the floats).
+    if (is_quant(T) && (n <= kGemvRows || T == DType::Q8_0 || T == DType::Q4_0)) {
       const int64_t nblocks = n * cols / kA8;
       quantize_a8_kernel<<<grid_for(nblocks), kThreads, 0, s>>>(x, a8, nblocks);
     }
