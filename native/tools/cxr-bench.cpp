@@ -1,10 +1,14 @@
 // cxr-bench - measures prefill and decode speed of a GGUF text model with the
 // engine alone (no Node), e.g. on a machine without Node or to profile.
 //
-//   cxr-bench model.gguf [--threads N] [--prompt 512] [--gen 64] [--runs 3]
+//   cxr-bench model.gguf [--threads N] [--prompt 512] [--gen 64] [--runs 3] [--ctx N]
+//             [--backend cpu|cuda|auto] [--device N] [--mmproj MM.gguf] [--json]
 //
 // Prompts are random token ids (BOS first); decoding is greedy with EOS ignored,
-// so every run decodes exactly --gen tokens. Prints medians.
+// so every run decodes exactly --gen tokens. With --mmproj it also times the
+// vision encode of a random image and one report end to end: encode, prefill of
+// the image's embeddings plus text up to --prompt positions, --gen tokens.
+// Prints medians; --json prints them as one JSON object instead.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -20,14 +24,31 @@
 
 namespace {
 
+using Clock = std::chrono::steady_clock;
+
+double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
+
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v.empty() ? 0 : v[v.size() / 2];
 }
 
 int usage() {
-  std::fprintf(stderr, "usage: cxr-bench model.gguf [--threads N] [--prompt N] [--gen N] [--runs N] [--ctx N]\n");
+  std::fprintf(stderr,
+               "usage: cxr-bench model.gguf [--threads N] [--prompt N] [--gen N] [--runs N] [--ctx N]\n"
+               "                 [--backend cpu|cuda|auto] [--device N] [--mmproj MM.gguf] [--json]\n");
   return 2;
+}
+
+// Random token ids after BOS, the same sequence every run.
+std::vector<int32_t> random_tokens(int n, int32_t bos, int32_t vocab, uint64_t* state) {
+  std::vector<int32_t> t;
+  if (bos >= 0) t.push_back(bos);
+  while (static_cast<int>(t.size()) < n) {
+    *state = *state * 6364136223846793005ULL + 1442695040888963407ULL;
+    t.push_back(3 + static_cast<int32_t>((*state >> 33) % static_cast<uint64_t>(vocab - 3)));
+  }
+  return t;
 }
 
 }  // namespace
@@ -37,10 +58,15 @@ int main(int argc, char** argv) {
   cxr::ModelOptions opts;
   opts.model_path = argv[1];
   int prompt = 512, gen = 64, runs = 3;
+  bool json = false;
   for (int i = 2; i < argc; ++i) {
     auto next = [&](int& out) {
       if (i + 1 >= argc) std::exit(usage());
       out = std::atoi(argv[++i]);
+    };
+    auto next_str = [&](std::string& out) {
+      if (i + 1 >= argc) std::exit(usage());
+      out = argv[++i];
     };
     int v = 0;
     if (!std::strcmp(argv[i], "--threads")) next(opts.threads);
@@ -48,38 +74,76 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--gen")) next(gen);
     else if (!std::strcmp(argv[i], "--runs")) next(runs);
     else if (!std::strcmp(argv[i], "--ctx")) { next(v); opts.n_ctx = v; }
+    else if (!std::strcmp(argv[i], "--backend")) next_str(opts.backend);
+    else if (!std::strcmp(argv[i], "--device")) next(opts.device);
+    else if (!std::strcmp(argv[i], "--mmproj")) next_str(opts.mmproj_path);
+    else if (!std::strcmp(argv[i], "--json")) json = true;
     else return usage();
   }
   if (prompt < 1 || gen < 1 || runs < 1) return usage();
   if (opts.n_ctx == 0) opts.n_ctx = prompt + gen + 1;
   try {
-    const auto t0 = std::chrono::steady_clock::now();
+    const auto t0 = Clock::now();
     cxr::Model model(opts);
-    const double load_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    const double load_ms = ms_since(t0);
     const int32_t vocab = model.text().config().n_vocab;
-    std::printf("model %s: %d layers, dim %d, vocab %d; %d threads, %s kernels; loaded in %.2f s\n",
-                opts.model_path.c_str(), model.text().config().n_layers, model.text().config().dim, vocab,
-                model.backend().threads(), cxr::simd_level(), load_ms / 1000);
-    std::vector<double> pf, dc;
+    if (!json)
+      std::printf("model %s: %d layers, dim %d, vocab %d; backend %s (%s), %d threads, %s kernels; loaded in %.2f s\n",
+                  opts.model_path.c_str(), model.text().config().n_layers, model.text().config().dim, vocab,
+                  model.backend().name(), model.backend_reason().c_str(), model.backend().threads(), cxr::simd_level(),
+                  load_ms / 1000);
+    std::vector<double> pf, pf_ms, dc, enc, rep;
     uint64_t state = 42;
     for (int r = 0; r < runs; ++r) {
       cxr::PromptSegment seg;
-      seg.tokens.push_back(model.tokenizer().bos());
-      for (int i = 1; i < prompt; ++i) {
-        state = state * 6364136223846793005ULL + 1442695040888963407ULL;
-        seg.tokens.push_back(3 + static_cast<int32_t>((state >> 33) % static_cast<uint64_t>(vocab - 3)));
-      }
+      seg.tokens = random_tokens(prompt, model.tokenizer().bos(), vocab, &state);
       cxr::GenerateParams p;
       p.max_tokens = gen;
       p.stop_at_eos = false;
       model.reset_cache();
       cxr::GenerateResult res = model.generate({seg}, p, nullptr, nullptr);
       pf.push_back(res.prefill_tokens / (res.prefill_ms / 1000.0));
+      pf_ms.push_back(res.prefill_ms);
       dc.push_back(res.decode_tokens / (res.decode_ms / 1000.0));
-      std::printf("run %d: prefill %.2f tok/s (%lld tokens), decode %.2f tok/s (%lld tokens)\n", r + 1, pf.back(),
-                  static_cast<long long>(res.prefill_tokens), dc.back(), static_cast<long long>(res.decode_tokens));
+      if (!json)
+        std::printf("run %d: prefill %.2f tok/s (%lld tokens), decode %.2f tok/s (%lld tokens)\n", r + 1, pf.back(),
+                    static_cast<long long>(res.prefill_tokens), dc.back(), static_cast<long long>(res.decode_tokens));
     }
-    std::printf("median: prefill %.2f tok/s, decode %.2f tok/s\n", median(pf), median(dc));
+    if (model.vision()) {
+      const cxr::VisionConfig& vc = model.vision()->config();
+      std::vector<float> px(static_cast<size_t>(vc.channels) * vc.image_size * vc.image_size);
+      for (size_t i = 0; i < px.size(); ++i) px[i] = static_cast<float>((i * 2654435761u) % 2001) / 1000.0f - 1.0f;
+      for (int r = 0; r < runs + 1; ++r) {  // the first encode warms up the kernels
+        const auto te = Clock::now();
+        const std::vector<float> img = model.encode_image(px.data(), nullptr);
+        if (r > 0) enc.push_back(ms_since(te));
+        // one report: image embeddings between text, --prompt positions in all, --gen tokens
+        const int64_t n_img = vc.n_patches();
+        cxr::PromptSegment before, image, after;
+        before.tokens = random_tokens(std::max<int>(1, static_cast<int>((prompt - n_img) / 2)), model.tokenizer().bos(), vocab, &state);
+        image.embd = img.data();
+        image.n_embd = n_img;
+        image.embd_id = static_cast<uint64_t>(r + 1);
+        after.tokens = random_tokens(std::max<int>(1, prompt - static_cast<int>(n_img) - static_cast<int>(before.tokens.size())), -1, vocab, &state);
+        cxr::GenerateParams p;
+        p.max_tokens = gen;
+        p.stop_at_eos = false;
+        model.reset_cache();
+        model.generate({before, image, after}, p, nullptr, nullptr);
+        if (r > 0) rep.push_back(ms_since(te));
+      }
+      if (!json) std::printf("encode %.2f ms, one report %.1f ms (median of %d)\n", median(enc), median(rep), runs);
+    }
+    if (json) {
+      std::printf("{\"model\": \"%s\", \"backend\": \"%s\", \"backend_reason\": \"%s\", \"load_s\": %.3f, \"prompt\": %d, "
+                  "\"gen\": %d, \"runs\": %d, \"prefill_tok_s\": %.3f, \"prefill_ms\": %.3f, \"decode_tok_s\": %.3f",
+                  opts.model_path.c_str(), model.backend().name(), model.backend_reason().c_str(), load_ms / 1000, prompt,
+                  gen, runs, median(pf), median(pf_ms), median(dc));
+      if (model.vision()) std::printf(", \"encode_ms\": %.3f, \"report_ms\": %.3f", median(enc), median(rep));
+      std::printf("}\n");
+    } else {
+      std::printf("median: prefill %.2f tok/s, decode %.2f tok/s\n", median(pf), median(dc));
+    }
   } catch (const cxr::EngineError& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;
