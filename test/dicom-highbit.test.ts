@@ -7,10 +7,20 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { decodeHighBit } from '../lib/inputs/highbit.js';
-import { decodeDicom } from '../lib/inputs/dicom/index.js';
+import { loadGray8 } from '../lib/index.js';
+import { decodeDicom as innerDecode } from '../lib/inputs/dicom/index.js';
 
 const dir = join(import.meta.dirname, 'fixtures', 'dicom');
 const read = (file: string) => new Uint8Array(readFileSync(join(dir, file)));
+/** The public entry point with bytes as a Buffer at an offset in a larger block, named as the CLI names a file. */
+const decodeDicom = async (bytes: Uint8Array, name: string, opts: object = {}) => {
+  const block = Buffer.alloc(bytes.length + 64);
+  block.set(bytes, 33);
+  const img = await loadGray8(block.subarray(33, 33 + bytes.length), { name, ...opts });
+  // What only the inner decoder reports (the syntax read, Bits Stored), from the same bytes.
+  const { transferSyntax, bitsStored } = await innerDecode(bytes, name, opts);
+  return { ...img, gray8: img.data, transferSyntax, bitsStored };
+};
 const gray = async (file: string) => (await sharp(readFileSync(join(dir, file))).extractChannel(0).raw().toBuffer());
 
 const cases: [string, string, { window?: { center: number; width: number } }][] = [

@@ -40,7 +40,8 @@ export async function decodeHighBit(bytes: Uint8Array, name: string, opts: HighB
   }
   const { width, height, channels } = raw.info;
   const pixels = width * height;
-  const buf = raw.data;
+  // A typed array over a Buffer needs an even byte offset; copy when sharp's is odd.
+  const buf = raw.data.byteOffset % 2 === 0 ? raw.data : Buffer.from(raw.data);
   const samples = signed
     ? new Int16Array(buf.buffer, buf.byteOffset, pixels * channels)
     : new Uint16Array(buf.buffer, buf.byteOffset, pixels * channels);

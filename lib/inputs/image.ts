@@ -16,6 +16,7 @@ import sharp from 'sharp';
 
 import { CxrError, invalidParameterError } from '../errors.js';
 import { native } from '../runtime/native.js';
+import { isBareDataSet } from './dicom/detect.js';
 
 /** Side of the square image the vision tower takes. */
 export const IMAGE_SIZE = 512;
@@ -100,9 +101,9 @@ function sniffFormat(b: Uint8Array): string | undefined {
   return undefined;
 }
 
-/** DICOM Part 10 files carry "DICM" after a 128-byte preamble. */
+/** DICOM Part 10 files carry "DICM" after a 128-byte preamble; old exports are a bare data set. */
 function looksLikeDicom(b: Uint8Array): boolean {
-  return b.length >= 132 && b[128] === 0x44 && b[129] === 0x49 && b[130] === 0x43 && b[131] === 0x4d;
+  return (b.length >= 132 && b[128] === 0x44 && b[129] === 0x49 && b[130] === 0x43 && b[131] === 0x4d) || isBareDataSet(b);
 }
 
 /**

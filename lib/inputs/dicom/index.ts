@@ -4,10 +4,11 @@
  * the SOP Instance UID, never a patient identifier.
  */
 
-import { invalidParameterError } from '../../errors.js';
+import { CxrError, invalidParameterError } from '../../errors.js';
 import { decodeFirstFrame } from './codecs.js';
-import { dicomError, readHeader, type DicomHeader } from './parse.js';
-import { applyModality, dataRangeWindow, luma, storedValues, toGray8, type Voi } from './render.js';
+import { dicomError, readHeader, transferSyntaxOf, type DicomHeader } from './parse.js';
+import { describeTransferSyntax, findTransferSyntax } from './syntax.js';
+import { applyModality, dataRangeWindow, luma, storedValues, toGray8, ybrFullToRgb, type Voi } from './render.js';
 
 export { isDicom } from './detect.js';
 
@@ -72,10 +73,30 @@ function chooseVoi(h: DicomHeader, values: Float64Array, opts: DicomRenderOption
 
 /**
  * Decodes a DICOM Part 10 file to 8-bit gray. Throws CxrError ERR_IMAGE naming
- * `name` and the reason (no pixel data, truncated, unsupported syntax, too big).
+ * `name`, the reason (no pixel data, truncated, unsupported syntax, too big, a
+ * decoder's failure, a frame of the wrong size) and the transfer syntax, in one line.
  */
 export async function decodeDicom(bytes: Uint8Array, name: string, opts: DicomRenderOptions = {}): Promise<Gray8Image> {
   checkOptions(opts);
+  try {
+    return await decode(bytes, name, opts);
+  } catch (err) {
+    throw withSyntax(err, bytes);
+  }
+}
+
+/** The error as one line that names the transfer syntax (when the file says one and the message does not yet). */
+function withSyntax(err: unknown, bytes: Uint8Array): unknown {
+  if (!(err instanceof CxrError) || err.code !== 'ERR_IMAGE') return err;
+  const uid = transferSyntaxOf(bytes);
+  let message = err.message.replace(/\s*\n\s*/g, ' ');
+  if (uid && !message.includes(uid) && !message.includes(findTransferSyntax(uid)?.name ?? uid)) {
+    message += `; transfer syntax ${describeTransferSyntax(uid)}`;
+  }
+  return message === err.message ? err : new CxrError('ERR_IMAGE', message, { cause: err.cause ?? err });
+}
+
+async function decode(bytes: Uint8Array, name: string, opts: DicomRenderOptions): Promise<Gray8Image> {
   const h = readHeader(bytes, name);
   const frame = await decodeFirstFrame(h, name);
   const width = h.columns;
@@ -92,23 +113,18 @@ export async function decodeDicom(bytes: Uint8Array, name: string, opts: DicomRe
 
   let gray8: Uint8Array;
   if (frame.channels === 3) {
-    if (h.photometric === 'YBR_FULL' && h.transferSyntax.codec.startsWith('native')) {
-      // Y of YBR_FULL is already the 601 luma: take it as the gray value.
-      const y = new Uint8Array(pixels);
-      for (let i = 0; i < pixels; i++) y[i] = Math.min(255, frame.samples[i * 3]! >> Math.max(0, h.bitsStored - 8));
-      gray8 = y;
-    } else if (h.photometric === 'RGB' || h.photometric.startsWith('YBR')) {
-      // Decoders hand compressed YBR back as RGB; native data is RGB here.
-      gray8 = luma(frame.samples, pixels, Math.max(0, h.bitsStored - 8));
-    } else {
+    if (!(h.photometric === 'RGB' || h.photometric.startsWith('YBR'))) {
       throw dicomError(name, `unsupported colour Photometric Interpretation ${h.photometric}`);
     }
+    const bits = Math.max(8, h.bitsStored);
+    const rgb = frame.colour === 'YBR_FULL' ? ybrFullToRgb(frame.samples, pixels, bits, h.photometric === 'YBR_FULL_422') : frame.samples;
+    gray8 = luma(rgb, pixels, bits - 8);
     if (h.bitsStored > 8) warnings.push(`colour image with ${h.bitsStored}-bit samples: kept the top 8 bits`);
   } else {
     if (h.photometric !== 'MONOCHROME1' && h.photometric !== 'MONOCHROME2') {
       throw dicomError(name, `unsupported Photometric Interpretation ${h.photometric}`);
     }
-    const stored = storedValues(frame.samples, pixels, 1, frame.shift, h.bitsStored, h.pixelRepresentation === 1);
+    const stored = storedValues(frame.samples, pixels, 1, frame.shift, frame.bitsStored ?? h.bitsStored, h.pixelRepresentation === 1);
     const values = applyModality(stored, h.rescaleSlope, h.rescaleIntercept, h.modalityLut);
     const voi = chooseVoi(h, values, opts, name);
     const inverse = h.photometric === 'MONOCHROME1' || h.presentationLutShape === 'INVERSE';

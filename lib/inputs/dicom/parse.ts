@@ -7,6 +7,7 @@ import { createRequire } from 'node:module';
 import { inflateRawSync } from 'node:zlib';
 import type { DataSet, Element } from 'dicom-parser';
 import { CxrError } from '../../errors.js';
+import { isDicom } from './detect.js';
 import { describeTransferSyntax, findTransferSyntax, type TransferSyntax } from './syntax.js';
 
 // dicom-parser is a UMD bundle whose CommonJS exports Node's ESM loader cannot
@@ -52,6 +53,8 @@ export interface DicomHeader {
   viewPosition: string;
   bodyPart: string;
   sopInstanceUid?: string;
+  /** The Extended Offset Table's frame offsets, when the file has one. */
+  extendedOffsets?: number[];
   dataSet: DataSet;
   pixelData: Element;
 }
@@ -60,9 +63,51 @@ export function dicomError(name: string, reason: string, cause?: unknown): CxrEr
   return new CxrError('ERR_IMAGE', `${name}: ${reason}`, cause === undefined ? undefined : { cause });
 }
 
-function parse(bytes: Uint8Array, name: string): DataSet {
+/**
+ * dicom-parser 1.8 reads the 64-bit VRs (OV, SV, UV) with a 2-byte length, which
+ * derails it at the Extended Offset Table (7FE0,0001/0002, OV). Those two elements
+ * are relabelled OB in a copy (same layout: 2 reserved bytes, 4-byte length), and
+ * read as 64-bit offsets by extendedOffsets().
+ */
+function relabelExtendedOffsetTable(bytes: Uint8Array): Uint8Array {
+  const search = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let out = bytes;
+  for (const el of [0x01, 0x02]) {
+    // (7FE0,000x) OV, explicit VR little endian
+    const at = search.indexOf(Buffer.from([0xe0, 0x7f, el, 0x00, 0x4f, 0x56]));
+    if (at < 0) continue;
+    if (out === bytes) out = bytes.slice(); // a plain Uint8Array here: a real copy
+    out[at + 5] = 0x42; // 'B'
+  }
+  return out;
+}
+
+/**
+ * A data set with no preamble, no "DICM" and no meta header (ACR-NEMA style
+ * exports): implicit VR little endian unless the first element carries a VR.
+ */
+function rawSyntax(bytes: Uint8Array): string {
+  const a = bytes[4] ?? 0;
+  const b = bytes[5] ?? 0;
+  return a >= 0x41 && a <= 0x5a && b >= 0x41 && b <= 0x5a ? '1.2.840.10008.1.2.1' : '1.2.840.10008.1.2';
+}
+
+/** The transfer syntax UID the file declares (or implies, for a bare data set); undefined when unreadable. */
+export function transferSyntaxOf(input: Uint8Array): string | undefined {
+  const bytes = plainBytes(input);
+  if (!isDicom(bytes)) return rawSyntax(bytes);
+  try {
+    return dicomParser.readPart10Header(bytes).string('x00020010')?.trim() || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function parse(input: Uint8Array, name: string): DataSet {
+  const bytes = relabelExtendedOffsetTable(input);
   try {
     return dicomParser.parseDicom(bytes, {
+      ...(isDicom(bytes) ? {} : { TransferSyntaxUID: rawSyntax(bytes) }),
       // Deflated syntax: Node's zlib inflates the data set after the meta header.
       inflater: (arr: Uint8Array, position: number) => {
         const inflated = inflateRawSync(arr.subarray(position));
@@ -101,6 +146,16 @@ function multi(ds: DataSet, tag: string): number[] {
   const s = ds.string(tag);
   if (!s) return [];
   return s.split('\\').map((v) => Number(v.trim()));
+}
+
+/** The Extended Offset Table (7FE0,0001), 64-bit offsets like the Basic Offset Table's. */
+function extendedOffsets(ds: DataSet): number[] | undefined {
+  const el = ds.elements.x7fe00001;
+  if (!el || el.length < 8 || el.length % 8 !== 0) return undefined;
+  const view = new DataView(ds.byteArray.buffer, ds.byteArray.byteOffset + el.dataOffset, el.length);
+  const out: number[] = [];
+  for (let i = 0; i < el.length; i += 8) out.push(Number(view.getBigUint64(i, true)));
+  return out;
 }
 
 /** Reads a LUT item; the descriptor's first value 0 means 65536 entries (C.11.1.1.1). */
@@ -164,11 +219,22 @@ export function readHeader(input: Uint8Array, name: string): DicomHeader {
 
   // Encapsulated data must come with the fragments dicom-parser found; native
   // data must hold a whole first frame.
+  const photometric = (ds.string('x00280004') ?? 'MONOCHROME2').trim().toUpperCase();
   if (transferSyntax.codec === 'native' || transferSyntax.codec === 'native-be') {
-    const frameBytes = Math.ceil((rows * columns * samplesPerPixel * bitsAllocated) / 8);
+    // YBR_FULL_422 keeps one Cb and one Cr per pair of pixels: 2 samples a pixel.
+    const perPixel = photometric === 'YBR_FULL_422' && samplesPerPixel === 3 ? 2 : samplesPerPixel;
+    if (perPixel === 2 && columns % 2 !== 0) throw dicomError(name, `YBR_FULL_422 needs an even number of columns, not ${columns}`);
+    const frameBytes = Math.ceil((rows * columns * perPixel * bitsAllocated) / 8);
     if (pixelData.encapsulatedPixelData) throw dicomError(name, 'encapsulated pixel data in an uncompressed transfer syntax');
     if (pixelData.dataOffset + Math.min(pixelData.length, frameBytes) > ds.byteArray.length || pixelData.length < frameBytes) {
       throw dicomError(name, `truncated pixel data element: ${pixelData.length} bytes, need ${frameBytes} for one ${columns}x${rows} frame`);
+    }
+    // Longer than all frames (beyond the pad byte to even length): the header's
+    // size is not the data's, and rendering it would shear the picture.
+    const frames = Math.max(1, Math.trunc(num(ds, 'x00280008') ?? 1));
+    const allFrames = frameBytes * frames;
+    if (pixelData.length > allFrames + (allFrames % 2)) {
+      throw dicomError(name, `pixel data holds ${pixelData.length} bytes, but ${frames} frame(s) of ${columns}x${rows}x${perPixel} ${bitsAllocated}-bit samples need ${allFrames}`);
     }
   } else if (!pixelData.encapsulatedPixelData || !pixelData.fragments?.length) {
     throw dicomError(name, `truncated pixel data element: no compressed fragments for ${transferSyntax.name}`);
@@ -187,7 +253,7 @@ export function readHeader(input: Uint8Array, name: string): DicomHeader {
     rows,
     columns,
     samplesPerPixel,
-    photometric: (ds.string('x00280004') ?? 'MONOCHROME2').trim().toUpperCase(),
+    photometric,
     bitsAllocated,
     bitsStored,
     highBit,
@@ -204,6 +270,7 @@ export function readHeader(input: Uint8Array, name: string): DicomHeader {
     viewPosition: (ds.string('x00185101') ?? '').trim().toUpperCase(),
     bodyPart: (ds.string('x00180015') ?? '').trim().toUpperCase(),
     sopInstanceUid: ds.string('x00080018')?.trim() || undefined,
+    extendedOffsets: extendedOffsets(ds),
     dataSet: ds,
     pixelData,
   };

@@ -132,3 +132,32 @@ export function luma(rgb: ArrayLike<number>, pixels: number, shift = 0): Uint8Ar
   }
   return out;
 }
+
+/**
+ * YBR_FULL -> RGB (PS3.3 C.7.6.3.1.2) the two ways dcmtk converts uncompressed YBR.
+ * YBR_FULL goes through tables of truncated products:
+ *   R = Y + trunc(1.402 Cr - 0.701 max), G = Y - trunc(0.3441 Cb) - trunc(0.7141 Cr - 0.5291 max),
+ *   B = Y + trunc(1.772 Cb - 0.8859 max);
+ * YBR_FULL_422 is computed in one expression per channel and then truncated. Both
+ * clamp to 0..max; each was checked against dcm2pnm on every pixel of its fixture.
+ */
+export function ybrFullToRgb(ybr: ArrayLike<number>, pixels: number, bits: number, from422 = false): Uint32Array {
+  const max = 2 ** bits - 1;
+  const out = new Uint32Array(pixels * 3);
+  const clamp = (v: number) => (v <= 0 ? 0 : v >= max ? max : Math.trunc(v));
+  for (let i = 0; i < pixels; i++) {
+    const y = ybr[i * 3]!;
+    const cb = ybr[i * 3 + 1]!;
+    const cr = ybr[i * 3 + 2]!;
+    if (from422) {
+      out[i * 3] = clamp(y + 1.402 * cr - 0.701 * max);
+      out[i * 3 + 1] = clamp(y - 0.3441 * cb - 0.7141 * cr + 0.5291 * max);
+      out[i * 3 + 2] = clamp(y + 1.772 * cb - 0.8859 * max);
+    } else {
+      out[i * 3] = clamp(y + Math.trunc(1.402 * cr - 0.701 * max));
+      out[i * 3 + 1] = clamp(y - Math.trunc(0.3441 * cb) - Math.trunc(0.7141 * cr - 0.5291 * max));
+      out[i * 3 + 2] = clamp(y + Math.trunc(1.772 * cb - 0.8859 * max));
+    }
+  }
+  return out;
+}
