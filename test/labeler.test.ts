@@ -138,3 +138,15 @@ t.test('a report that is not a string is a TypeError that says what it got', asy
   t.throws(() => labelReport(undefined as unknown as string), new TypeError('Expected a string for the report text but received undefined'));
   t.throws(() => labelReport(null as unknown as string), new TypeError('Expected a string for the report text but received null'));
 });
+
+t.test('text without full stops is labelled in bounded pieces, and a long negated list stays negative', async (t) => {
+  // 4,000 list items in one "sentence": cut at commas, every piece still reads "no ...".
+  const list = 'No ' + Array.from({ length: 4000 }, (_, i) => (i % 2 ? 'pleural effusion' : 'pneumothorax')).join(', no ') + '.';
+  t.same(labelReport(list), { 'No Finding': 'positive', Pneumothorax: 'negative', 'Pleural Effusion': 'negative' });
+  const r = explainReport(list);
+  t.equal(r.mentions.length, 4000);
+  t.ok(r.mentions.every((m) => m.sentence.length <= 1000), 'no piece longer than 1000 characters');
+  // A model that repeats itself without punctuation at all.
+  const words = 'the heart is enlarged '.repeat(5000);
+  t.same(labelReport(words), { Cardiomegaly: 'positive' });
+});

@@ -159,6 +159,13 @@ function normalize(text: string): string {
 }
 
 /**
+ * The longest sentence labelled as one. Real report sentences are far
+ * shorter; text without full stops (a model that never ends a sentence) is cut
+ * at a comma or space before this, so the work per sentence stays bounded.
+ */
+const MAX_SENTENCE = 1000;
+
+/**
  * Sentence spans of a report: a sentence ends at `.`, `!` or `?` followed by
  * a space or the end (not after an abbreviation, not inside a number), at a
  * blank line, and before a line that starts a list item.
@@ -167,6 +174,15 @@ export function splitSentences(text: string): Span[] {
   const out: Span[] = [];
   let start = 0;
   const push = (end: number): void => {
+    while (end - start > MAX_SENTENCE) {
+      const window = text.slice(start, start + MAX_SENTENCE);
+      const cut = Math.max(window.lastIndexOf(', '), window.lastIndexOf('; '));
+      const at = cut > MAX_SENTENCE / 2 ? cut + 1 : window.lastIndexOf(' ') > 0 ? window.lastIndexOf(' ') : MAX_SENTENCE;
+      pushSpan(start + at);
+    }
+    pushSpan(end);
+  };
+  const pushSpan = (end: number): void => {
     const s = text.slice(start, end);
     const lead = s.length - s.trimStart().length;
     const trail = s.length - s.trimEnd().length;
@@ -225,6 +241,8 @@ function findMentions(s: string, blocked: (a: number, b: number, commas: boolean
         if (overlaps(st, subj)) continue;
         const after = st.start >= subj.end;
         const [a, b] = after ? [subj.end, st.start] : [st.end, subj.start];
+        // No word of 30 letters stands between a subject and its state: skip the far ones unread.
+        if (b - a > SUBJECT_REACH * 30) continue;
         const distance = wordsBetween(s, a, b);
         if (distance > SUBJECT_REACH || blocked(a, b, false)) continue;
         // Nearest wins; at equal distance the word after the subject ("heart size is normal").
@@ -324,7 +342,11 @@ export function explainReport(text: string): LabelExplanation {
   mentions.sort((a, b) => a.start - b.start);
   const findings: Findings = {};
   const byObservation = new Map<Observation, Label[]>();
-  for (const m of mentions) byObservation.set(m.observation, [...(byObservation.get(m.observation) ?? []), m.label]);
+  for (const m of mentions) {
+    const labels = byObservation.get(m.observation);
+    if (labels) labels.push(m.label);
+    else byObservation.set(m.observation, [m.label]);
+  }
   const pathology = OBSERVATIONS.some(
     (o) => o !== 'No Finding' && !NO_FINDING_IGNORES.includes(o) && ['positive', 'uncertain'].includes(aggregate(byObservation.get(o) ?? []) ?? ''),
   );

@@ -63,6 +63,7 @@ export const OBSERVATION_RULES: Record<Exclude<Observation, 'No Finding'>, Obser
     mentions: ['mediastinal widening', 'widened mediastinum', 'mediastinal enlargement', 'enlarged mediastinum', 'mediastinal mass|masses', 'mediastinal lymphadenopathy', 'widening of the mediastinum', 'enlargement of the cardiomediastinal silhouette'],
     subjects: [
       'cardiomediastinal silhouette|silhouettes|contour|contours|shadow|size|structures',
+      'cardiomediastinal and hilar silhouettes|contours|structures',
       'cardiomediastinum',
       'mediastinal silhouette|silhouettes|contour|contours|width|structures',
       'mediastinum',
