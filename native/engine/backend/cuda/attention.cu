@@ -26,6 +26,10 @@ constexpr int kDecodeRows = 4;     // at most this many query rows take the spli
 constexpr int kSplitKeys = 256;    // keys per split when decoding
 constexpr int kMaxSplits = 128;
 
+// The cache row of key position `key`: the position itself, or cells[key]
+// when a sequence's positions are scattered over a shared cache.
+__device__ __forceinline__ int64_t kv_row(const AttentionLaunch& a, int64_t key) { return a.cells ? a.cells[key] : key; }
+
 __device__ __forceinline__ float kv_at(const void* p, bool f16, int64_t i) {
   return f16 ? half_to_float(static_cast<const uint16_t*>(p)[i]) : static_cast<const float*>(p)[i];
 }
@@ -58,8 +62,9 @@ __global__ void __launch_bounds__(kRowsPerBlock * 32) flash_prompt_kernel(Attent
       const int j = e / hd, d = e % hd;
       const int64_t key = k0 + j;
       const bool ok = key < block_vis;
-      sk[j][d] = ok ? kv_at(a.k, a.kv_f16, key * kv_stride + kvh * hd + d) : 0.0f;
-      sv[j][d] = ok ? kv_at(a.v, a.kv_f16, key * kv_stride + kvh * hd + d) : 0.0f;
+      const int64_t at = ok ? kv_row(a, key) * kv_stride + kvh * hd + d : 0;
+      sk[j][d] = ok ? kv_at(a.k, a.kv_f16, at) : 0.0f;
+      sv[j][d] = ok ? kv_at(a.v, a.kv_f16, at) : 0.0f;
     }
     __syncthreads();
     if (!active || k0 >= vis) continue;
@@ -124,7 +129,7 @@ __global__ void __launch_bounds__(128) flash_decode_kernel(AttentionLaunch a, in
     const bool seen = key < hi;
     float s = 0.0f;
     if (seen) {
-      const int64_t base = key * kv_stride + kvh * hd;
+      const int64_t base = kv_row(a, key) * kv_stride + kvh * hd;
       for (int d = 0; d < hd; ++d) s += sq[d] * kv_at(a.k, a.kv_f16, base + d);
     }
     const float c = softmax_rescale(st, warp_max(seen ? s : kNoScore));
@@ -135,7 +140,7 @@ __global__ void __launch_bounds__(128) flash_decode_kernel(AttentionLaunch a, in
     const int nj = hi - k0 < kKeyTile ? static_cast<int>(hi - k0) : kKeyTile;
     for (int j = 0; j < nj; ++j) {
       const float pj = __shfl_sync(0xffffffffu, p, j);
-      const int64_t base = (k0 + j) * kv_stride + kvh * hd;
+      const int64_t base = kv_row(a, k0 + j) * kv_stride + kvh * hd;
 #pragma unroll
       for (int i = 0; i < HDP; ++i) {
         const int d = lane + 32 * i;

@@ -14,6 +14,7 @@
 #include <dlfcn.h>
 #endif
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <map>
@@ -97,6 +98,7 @@ class CudaBackend final : public Backend {
     for (auto& kv : vectors_) cudaFree(kv.second);
     for (auto& kv : inv_freq_) cudaFree(kv.second);
     for (void* p : {static_cast<void*>(a8_), att_scratch_, static_cast<void*>(ids_)}) cudaFree(p);
+    for (auto& b : ints_) cudaFree(b.first);
     if (ids_host_) cudaFreeHost(ids_host_);
     for (int i = 0; i < 2; ++i) {
       cudaFreeHost(staging_[i]);
@@ -204,14 +206,16 @@ class CudaBackend final : public Backend {
     launched("store_rows");
   }
 
-  void attention(const AttentionArgs& a) override {
+  void attention(const AttentionArgs& a) override { attention_with_cells(a, nullptr); }
+
+  void attention_with_cells(const AttentionArgs& a, const int32_t* cells) {
     if (a.head_dim > cuda::kMaxHeadDim || a.n_heads % a.n_kv_heads != 0)
       throw EngineError(err::kBackend, "the CUDA attention kernels take head_dim <= " +
                                            std::to_string(cuda::kMaxHeadDim) + " (got " + std::to_string(a.head_dim) + ")");
     if (a.kv_type != DType::F16 && a.kv_type != DType::F32)
       throw EngineError(err::kBackend, "the CUDA backend reads KV caches in f16 or f32 only");
     cuda::AttentionLaunch l{a.q, a.k, a.v, a.kv_type == DType::F16, a.out, a.n, a.n_kv, a.pos0,
-                            a.n_heads, a.n_kv_heads, a.head_dim, a.causal, a.scale};
+                            a.n_heads, a.n_kv_heads, a.head_dim, a.causal, a.scale, cells};
     const size_t need = cuda::attention_scratch_bytes(a.n, a.n_heads, a.head_dim, a.n_kv);
     if (need > att_cap_) {
       free_bytes(att_scratch_);
@@ -237,6 +241,96 @@ class CudaBackend final : public Backend {
   }
 
   void sync() override { check(cudaStreamSynchronize(s_), "a kernel (reported at sync)"); }
+
+  // --- several sequences at once (the batching seam) --------------------------------
+  // Decode rows go through the GEMV in groups of kGemvRows (each weight byte
+  // read once per group), prompt rows through the tensor-core path: a row's
+  // result depends on its kind only, never on the rest of the batch.
+  void matmul_batch(const Weight& W, const float* x, int64_t n_decode, int64_t n_prompt, float* y) {
+    const bool quant = W.type != DType::F32 && W.type != DType::F16 && W.type != DType::BF16;
+    cuda::block_a8* a8 = quant ? a8_space(static_cast<size_t>(std::max<int64_t>(n_decode, n_prompt) * W.cols / cuda::kA8)) : nullptr;
+    for (int64_t r = 0; r < n_decode; r += cuda::kGemvRows) {
+      const int64_t m = std::min<int64_t>(cuda::kGemvRows, n_decode - r);
+      cuda::matmul(s_, W.type, W.device, W.rows, W.cols, x + r * W.cols, m, y + r * W.rows, nullptr, a8);
+    }
+    if (n_prompt > 0)
+      cuda::matmul(s_, W.type, W.device, W.rows, W.cols, x + n_decode * W.cols, n_prompt, y + n_decode * W.rows,
+                   nullptr, a8, /*tiles=*/true);
+    launched("matmul_batch");
+  }
+
+  int32_t* alloc_ids(size_t n) { return static_cast<int32_t*>(device_alloc(n * sizeof(int32_t), "token ids")); }
+  void free_ids(int32_t* p) { free_bytes(p); }
+  void ids_from_host(int32_t* dst, const int32_t* src, size_t n) {
+    check(cudaMemcpyAsync(dst, src, n * sizeof(int32_t), cudaMemcpyHostToDevice, s_), "copy of token ids");
+    check(cudaStreamSynchronize(s_), "copy of token ids");
+  }
+  void ids_to_host(int32_t* dst, const int32_t* src, size_t n) {
+    check(cudaMemcpyAsync(dst, src, n * sizeof(int32_t), cudaMemcpyDeviceToHost, s_), "copy of token ids");
+    check(cudaStreamSynchronize(s_), "a kernel (reported at copy of token ids)");
+  }
+
+  void argmax(const float* x, int64_t n, int64_t width, int32_t* ids) {
+    cuda::argmax_rows(s_, x, n, width, ids);
+    launched("argmax");
+  }
+  void top_k(const float* x, int64_t n, int64_t width, int k, float* vals, int32_t* ids) {
+    if (k < 1 || k > cuda::kMaxTopK || k > width)
+      throw EngineError(err::kArgument, "the CUDA top-k takes 1 <= k <= " + std::to_string(cuda::kMaxTopK) + " (got " +
+                                            std::to_string(k) + ")");
+    cuda::top_k_rows(s_, x, n, width, k, vals, ids);
+    launched("top_k");
+  }
+
+  void rope_rows(float* x, int64_t n, int n_heads, int head_dim, const int32_t* pos, float theta) {
+    cuda::rope(s_, x, n, n_heads, head_dim, 0, inv_freq(head_dim, theta), ints_to_device(pos, static_cast<size_t>(n), 0));
+    launched("rope_rows");
+  }
+
+  // A KV cache of spec.cells positions per layer, shared by the sequences.
+  struct KvBuffers {
+    int64_t cells = 0, kv_dim = 0;
+    bool f16 = true;
+    std::vector<void*> k, v;
+  };
+  KvBuffers* make_kv_buffers(int n_layers, int64_t cells, int64_t kv_dim, DType type) {
+    auto* c = new KvBuffers;
+    c->cells = cells;
+    c->kv_dim = kv_dim;
+    c->f16 = type == DType::F16;
+    const size_t bytes = static_cast<size_t>(cells) * kv_dim * (c->f16 ? 2 : 4);
+    try {
+      for (int l = 0; l < n_layers; ++l) {
+        c->k.push_back(alloc_bytes(bytes));
+        c->v.push_back(alloc_bytes(bytes));
+      }
+    } catch (...) {
+      free_kv_buffers(c);
+      throw;
+    }
+    return c;
+  }
+  void free_kv_buffers(KvBuffers* c) {
+    for (void* p : c->k) free_bytes(p);
+    for (void* p : c->v) free_bytes(p);
+    delete c;
+  }
+  // Rows row0 .. row0 + n of k and v into the cache rows cells[pos0 ..] of `layer`.
+  void kv_store_rows(KvBuffers& c, int layer, const float* k, const float* v, int64_t row0, int64_t n, int64_t pos0,
+                     const int32_t* cells) {
+    const int32_t* rows = ints_to_device(cells + pos0, static_cast<size_t>(n), 0);
+    cuda::scatter_rows(s_, k + row0 * c.kv_dim, c.k[layer], c.f16, rows, n, c.kv_dim);
+    cuda::scatter_rows(s_, v + row0 * c.kv_dim, c.v[layer], c.f16, rows, n, c.kv_dim);
+    launched("kv_store");
+  }
+  // Causal attention of one sequence's rows over its cached positions 0 .. pos0 + n.
+  void kv_attention_rows(const KvBuffers& c, int layer, const float* q, float* out, int64_t row0, int64_t n, int64_t pos0,
+                         const int32_t* cells, int n_heads, int n_kv_heads, int head_dim, float scale, int slot) {
+    const int64_t width = static_cast<int64_t>(n_heads) * head_dim;
+    AttentionArgs a{q + row0 * width, c.k[layer], c.v[layer], c.f16 ? DType::F16 : DType::F32, out + row0 * width,
+                    n, pos0 + n, pos0, n_heads, n_kv_heads, head_dim, true, scale};
+    attention_with_cells(a, ints_to_device(cells, static_cast<size_t>(pos0 + n), 1 + slot));
+  }
 
   // --- decode-step capture (CUDA graphs) ------------------------------------------
   // Between begin and end every op is recorded instead of run; replay() runs
@@ -329,6 +423,22 @@ class CudaBackend final : public Backend {
     return a8_;
   }
 
+  // Host ints (positions, cache rows) in device buffer `slot`, which stays
+  // valid until the next call with the same slot. The copy is staged by the
+  // runtime, so the host array may change as soon as this returns.
+  const int32_t* ints_to_device(const int32_t* host, size_t n, size_t slot) {
+    if (slot >= ints_.size()) ints_.resize(slot + 1);
+    auto& b = ints_[slot];
+    if (n > b.second) {
+      free_bytes(b.first);
+      b.first = nullptr;
+      b.first = static_cast<int32_t*>(device_alloc(std::max<size_t>(n, 1024) * sizeof(int32_t), "positions"));
+      b.second = std::max<size_t>(n, 1024);
+    }
+    check(cudaMemcpyAsync(b.first, host, n * sizeof(int32_t), cudaMemcpyHostToDevice, s_), "copy of positions");
+    return b.first;
+  }
+
   int32_t* ids_space(size_t n) {
     if (n > ids_cap_) {
       free_bytes(ids_);
@@ -365,6 +475,7 @@ class CudaBackend final : public Backend {
   size_t a8_cap_ = 0;
   void* att_scratch_ = nullptr;
   size_t att_cap_ = 0;
+  std::vector<std::pair<int32_t*, size_t>> ints_;  // ints_to_device buffers
   int32_t* ids_ = nullptr;
   int32_t* ids_host_ = nullptr;
   size_t ids_cap_ = 0;

@@ -31,6 +31,15 @@ __global__ void to_f16_kernel(const float* src, uint16_t* dst, int64_t n) {
   if (i < n) dst[i] = float_to_half(src[i]);
 }
 
+__global__ void scatter_rows_kernel(const float* src, void* dst, bool f16, const int32_t* rows, int64_t width) {
+  const float* s = src + blockIdx.x * width;
+  const int64_t r = rows[blockIdx.x];
+  for (int64_t c = threadIdx.x; c < width; c += blockDim.x) {
+    if (f16) static_cast<uint16_t*>(dst)[r * width + c] = float_to_half(s[c]);
+    else static_cast<float*>(dst)[r * width + c] = s[c];
+  }
+}
+
 template <DType T>
 __global__ void get_rows_kernel(const uint8_t* E, size_t rb, int64_t cols, const int32_t* ids, float* out) {
   const uint8_t* row = E + static_cast<int64_t>(ids[blockIdx.x]) * rb;
@@ -95,7 +104,75 @@ __global__ void argmax_kernel(const float* x, int64_t width, int32_t* out) {
   }
 }
 
+// One block per row, k rounds of a block-wide argmax that skips what earlier
+// rounds took (k · width reads: the sampler's k is small next to the vocabulary).
+__global__ void top_k_kernel(const float* x, int64_t width, int k, float* vals, int32_t* ids) {
+  __shared__ float sv[32];
+  __shared__ int32_t si[32];
+  __shared__ float last_v;
+  __shared__ int32_t last_i;
+  const float* row = x + blockIdx.x * width;
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  // (v, i) ranks before (w, j) when v > w, or v == w and i < j; NaN is -inf.
+  auto before = [](float v, int32_t i, float w, int32_t j) { return v > w || (v == w && i < j); };
+  for (int round = 0; round < k; ++round) {
+    float best = -INFINITY;
+    int32_t bi = 0x7fffffff;
+    for (int64_t c = threadIdx.x; c < width; c += blockDim.x) {
+      float v = row[c];
+      if (v != v) v = -INFINITY;
+      const int32_t ci = static_cast<int32_t>(c);
+      // only candidates ranked after the previous round's pick
+      if (round > 0 && !before(last_v, last_i, v, ci)) continue;
+      if (before(v, ci, best, bi)) {
+        best = v;
+        bi = ci;
+      }
+    }
+    for (int o = 16; o > 0; o >>= 1) {
+      const float ov = __shfl_xor_sync(0xffffffffu, best, o);
+      const int32_t oi = __shfl_xor_sync(0xffffffffu, bi, o);
+      if (before(ov, oi, best, bi)) {
+        best = ov;
+        bi = oi;
+      }
+    }
+    if (lane == 0) {
+      sv[warp] = best;
+      si[warp] = bi;
+    }
+    __syncthreads();
+    if (warp == 0) {
+      best = lane < static_cast<int>(blockDim.x / 32) ? sv[lane] : -INFINITY;
+      bi = lane < static_cast<int>(blockDim.x / 32) ? si[lane] : 0x7fffffff;
+      for (int o = 16; o > 0; o >>= 1) {
+        const float ov = __shfl_xor_sync(0xffffffffu, best, o);
+        const int32_t oi = __shfl_xor_sync(0xffffffffu, bi, o);
+        if (before(ov, oi, best, bi)) {
+          best = ov;
+          bi = oi;
+        }
+      }
+      if (lane == 0) {
+        last_v = best;
+        last_i = bi;
+        vals[blockIdx.x * static_cast<int64_t>(k) + round] = best;
+        ids[blockIdx.x * static_cast<int64_t>(k) + round] = bi == 0x7fffffff ? -1 : bi;
+      }
+    }
+    __syncthreads();
+  }
+}
+
 }  // namespace
+
+void scatter_rows(cudaStream_t s, const float* src, void* dst, bool f16, const int32_t* rows, int64_t n, int64_t width) {
+  scatter_rows_kernel<<<static_cast<unsigned>(n), kThreads, 0, s>>>(src, dst, f16, rows, width);
+}
+
+void top_k_rows(cudaStream_t s, const float* x, int64_t n, int64_t width, int k, float* vals, int32_t* ids) {
+  top_k_kernel<<<static_cast<unsigned>(n), kThreads, 0, s>>>(x, width, k, vals, ids);
+}
 
 void silu_mul(cudaStream_t s, float* gate, const float* up, int64_t count) {
   silu_mul_kernel<<<grid_for(count), kThreads, 0, s>>>(gate, up, count);

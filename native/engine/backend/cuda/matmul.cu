@@ -299,16 +299,18 @@ struct MatmulCall {
   float* y;
   const float* bias;
   block_a8* a8;
+  bool tiles;  // prompt rows: the tensor-core path whatever n is
 
   template <DType T>
   void operator()() const {
     // Activations as int8 blocks: for the dp4a GEMV and the int8 tensor-core
     // kernel (the f16 one reads the floats).
-    if (is_quant(T) && (n <= kGemvRows || T == DType::Q8_0 || T == DType::Q4_0)) {
+    const bool gemv_path = n <= kGemvRows && !tiles;
+    if (is_quant(T) && (gemv_path || T == DType::Q8_0 || T == DType::Q4_0)) {
       const int64_t nblocks = n * cols / kA8;
       quantize_a8_kernel<<<grid_for(nblocks), kThreads, 0, s>>>(x, a8, nblocks);
     }
-    if (n <= kGemvRows) {
+    if (gemv_path) {
       gemv<T>(s, W, rows, cols, x, n, y, bias, a8);
       return;
     }
@@ -344,8 +346,8 @@ bool matmul_supports(DType type, int64_t cols) {
 }
 
 void matmul(cudaStream_t s, DType type, const void* W, int64_t rows, int64_t cols, const float* x, int64_t n,
-            float* y, const float* bias, block_a8* a8) {
-  dispatch_weight_type(type, MatmulCall{s, W, rows, cols, x, n, y, bias, a8});
+            float* y, const float* bias, block_a8* a8, bool tiles) {
+  dispatch_weight_type(type, MatmulCall{s, W, rows, cols, x, n, y, bias, a8, tiles});
 }
 
 }  // namespace cuda
