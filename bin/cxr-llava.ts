@@ -34,6 +34,7 @@ import { pullWithProgress, selectModel } from '../lib/cli/select-model.js';
 import { addShardOption, applyShard, type Shard } from '../lib/cli/shard.js';
 import { registerMerge } from '../lib/cli/merge.js';
 import { registerLabel } from '../lib/cli/label.js';
+import { registerEval } from '../lib/cli/eval.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -307,6 +308,7 @@ batchCommand(
   });
 }
 
+registerEval(program);
 registerMerge(program);
 registerLabel(program);
 

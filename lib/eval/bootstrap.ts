@@ -62,6 +62,8 @@ export interface BootstrapOptions {
   observations?: readonly Observation[];
   /** Extra averages over subsets of the observations, e.g. the paper's six (optional). */
   subsets?: Record<string, readonly Observation[]>;
+  /** Called now and then with the fraction of resamples done (optional). */
+  onProgress?: (fraction: number) => void;
 }
 
 export interface BootstrapResult {
@@ -102,7 +104,9 @@ export function bootstrapScores(studies: readonly StudyLabels[], options: Bootst
     if (v !== null) samples.get(key)![k].push(v);
   };
   const rows = new Array<number>(n);
+  const every = Math.max(1, Math.floor(resamples / 100));
   for (let b = 0; b < resamples; b++) {
+    if (options.onProgress && b % every === 0) options.onProgress(b / resamples);
     for (let i = 0; i < n; i++) rows[i] = Math.floor((next() * n) / 4294967296);
     const s = scoresFromCounts(countCells(cells, nObs, rows), observations);
     for (const k of METRIC_NAMES) {

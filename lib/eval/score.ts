@@ -32,6 +32,8 @@ export interface EvaluateOptions {
   observations?: readonly Observation[];
   /** Compare with the paper's MIMIC figures (optional, default false). */
   mimicLike?: boolean;
+  /** Progress of the bootstrap, a fraction (optional). */
+  onProgress?: (fraction: number) => void;
 }
 
 export interface StudyResult {
@@ -98,6 +100,7 @@ export function evaluate(o: EvaluateOptions): EvalResult {
   const boot: BootstrapResult = bootstrapScores(studies, {
     observations,
     subsets,
+    ...(o.onProgress ? { onProgress: o.onProgress } : {}),
     ...(o.resamples !== undefined ? { resamples: o.resamples } : {}),
     ...(o.seed !== undefined ? { seed: o.seed } : {}),
   });
