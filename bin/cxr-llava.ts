@@ -38,7 +38,7 @@ import { registerEval } from '../lib/cli/eval.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
 
-type BatchFlags = ModelFlags & SamplingFlags & ChatterFlags & ImageFlags & { jsonl?: boolean; json?: boolean; output?: string; resume?: boolean; recursive?: boolean; shard?: Shard; findings?: boolean };
+type BatchFlags = ModelFlags & SamplingFlags & ChatterFlags & ImageFlags & { jsonl?: boolean; json?: boolean; output?: string; resume?: boolean; recursive?: boolean; shard?: Shard; sr?: boolean; findings?: boolean };
 
 /** Models loaded by this run, closed before exit so the engine's threads end. */
 const openModels: Model[] = [];
@@ -95,6 +95,7 @@ function formatOf(flags: BatchFlags): Format {
 /** report / ddx / ask: expand the inputs, check the plan, load the model once, run the batch. */
 async function batch(cmd: Command, task: Task, args: string[], flags: BatchFlags, question?: string): Promise<void> {
   if (flags.resume && !flags.output) usage(cmd, '--resume needs --output <dir> (it skips inputs whose output file exists)');
+  if (flags.sr && !flags.output) usage(cmd, '--sr needs --output <dir> (each DICOM SR is written beside its report)');
   if (args.filter((a) => a === '-').length > 1) usage(cmd, "'-' (read paths from stdin) may be given once");
   const all: InputFile[] = await expandInputs(args, { recursive: flags.recursive === true });
   if (all.length === 0) {
@@ -126,6 +127,7 @@ async function batch(cmd: Command, task: Task, args: string[], flags: BatchFlags
     format,
     ...(flags.output ? { outDir: flags.output } : {}),
     resume: flags.resume === true,
+    ...(flags.sr ? { sr: { version: pkg.version } } : {}),
     findings: flags.findings === true,
     quiet: flags.quiet === true,
     verbose: flags.verbose === true,
@@ -179,7 +181,11 @@ batchCommand(
       'find /data -name "*.dcm" | cxr-llava report - --output reports/ --resume',
       'cxr-llava report a.png b.png --temperature 0 --max-tokens 256 --json',
       'cxr-llava report scans/ --jsonl --findings | jq -c \'{file, findings}\'',
+      'cxr-llava report scans/ --output out/ --sr   # out/x.txt and a DICOM SR out/x.sr.dcm for each DICOM x.dcm',
     ),
+).option(
+  '--sr',
+  'with --output: also write a DICOM Basic Text SR (<name>.sr.dcm) beside each report on a DICOM image; it copies the image\'s Patient and Study modules, so it joins that study in a PACS (docs/dicom.md)',
 );
 
 batchCommand(

@@ -17,6 +17,7 @@ import type { InputFile } from './inputs.js';
 import type { ImageFlags } from './options.js';
 import { alreadyDone, findingsLine, header, planOutputs, recordJson, writeAtomic, type Format, type ResultRecord, type Task } from './output.js';
 import { ProgressBar } from './progress.js';
+import { SrWriter } from './sr-output.js';
 
 /** The outcome of preparing one item: its value, or why it failed. */
 export type Settled<P> = { ok: true; value: P } | { ok: false; error: unknown };
@@ -99,6 +100,8 @@ export interface BatchOptions {
   findings?: boolean;
   /** Skip inputs whose output file exists (needs outDir). */
   resume?: boolean;
+  /** `report --sr`: also write a DICOM SR beside each report on a DICOM input (needs outDir); the version goes into the SR. */
+  sr?: { version: string };
   quiet?: boolean;
   verbose?: boolean;
   stdout?: NodeJS.WriteStream;
@@ -130,6 +133,7 @@ export async function runBatch(o: BatchOptions): Promise<BatchSummary> {
   const modelName = path.basename(model.info.path);
   const params = { temperature: o.sampling.temperature, topP: o.sampling.topP, maxTokens: o.sampling.maxTokens };
   const collected: ResultRecord[] = [];
+  const sr = o.sr && plan ? new SrWriter(model.info.path, o.sr.version, (line) => bar.log(line)) : undefined;
   const t0 = Date.now();
   /** Text blocks written to stdout so far; blocks after the first are set off by a blank line. */
   let blocks = 0;
@@ -138,6 +142,17 @@ export async function runBatch(o: BatchOptions): Promise<BatchSummary> {
   const emit = async (input: InputFile, r: ResultRecord): Promise<void> => {
     if (plan) {
       const out = plan.get(input)!;
+      if (r.error === null && sr) {
+        // The SR first: with --resume the report file is what marks an input done.
+        try {
+          await sr.write(input.path, out, r.text ?? '');
+        } catch (err) {
+          bar.log(`error: ${errorLine(input.path, err)}`);
+          summary.failed++;
+          summary.ok--;
+          return;
+        }
+      }
       if (r.error === null) await writeAtomic(out, o.format === 'text' ? textBlock(r) : recordJson(r, true));
     } else if (o.format === 'jsonl') bar.output(recordJson(r, false));
     else if (o.format === 'json') collected.push(r);
