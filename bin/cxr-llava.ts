@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Command, CommanderError } from 'commander';
 import { convertCommand } from '../lib/convert/convert.js';
-import { loadModel, type Model } from '../lib/runtime/model.js';
+import { DEFAULT_PARALLEL, loadModel, type Model } from '../lib/runtime/model.js';
 import { readGgufInfo } from '../lib/runtime/tensors.js';
 import { runBatch } from '../lib/cli/batch.js';
 import { formatBench, runBench } from '../lib/cli/bench.js';
@@ -21,6 +21,7 @@ import {
   addImageOptions,
   type ImageFlags,
   addOutputOptions,
+  addParallelOption,
   addSamplingOptions,
   intArg,
   sampling,
@@ -38,7 +39,7 @@ import { registerEval } from '../lib/cli/eval.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
 
-type BatchFlags = ModelFlags & SamplingFlags & ChatterFlags & ImageFlags & { jsonl?: boolean; json?: boolean; output?: string; resume?: boolean; recursive?: boolean; shard?: Shard; sr?: boolean; findings?: boolean };
+type BatchFlags = ModelFlags & SamplingFlags & ChatterFlags & ImageFlags & { jsonl?: boolean; json?: boolean; output?: string; resume?: boolean; recursive?: boolean; shard?: Shard; sr?: boolean; findings?: boolean; parallel?: number };
 
 /** Models loaded by this run, closed before exit so the engine's threads end. */
 const openModels: Model[] = [];
@@ -64,7 +65,7 @@ function usage(cmd: Command, message: string): never {
 }
 
 /** Loads the chosen model; `images` commands need its vision projector and say so once, up front. */
-async function openModel(flags: ModelFlags & ChatterFlags, pull: boolean, images: boolean): Promise<Model> {
+async function openModel(flags: ModelFlags & ChatterFlags & { parallel?: number }, pull: boolean, images: boolean): Promise<Model> {
   const choice = await selectModel({
     ...(flags.model !== undefined ? { model: flags.model } : {}),
     ...(flags.mmproj !== undefined ? { mmproj: flags.mmproj } : {}),
@@ -83,6 +84,7 @@ async function openModel(flags: ModelFlags & ChatterFlags, pull: boolean, images
     ...(flags.ctx !== undefined ? { contextSize: flags.ctx } : {}),
     ...(flags.backend !== undefined ? { backend: flags.backend } : {}),
     ...(flags.device !== undefined ? { device: flags.device } : {}),
+    ...(flags.parallel !== undefined ? { parallel: flags.parallel } : {}),
   });
   openModels.push(model);
   return model;
@@ -129,6 +131,7 @@ async function batch(cmd: Command, task: Task, args: string[], flags: BatchFlags
     resume: flags.resume === true,
     ...(flags.sr ? { sr: { version: pkg.version } } : {}),
     findings: flags.findings === true,
+    parallel: flags.parallel ?? model.info.runtime.parallel,
     quiet: flags.quiet === true,
     verbose: flags.verbose === true,
   });
@@ -158,6 +161,7 @@ function batchCommand(name: string, task: Task, what: string, help: string): Com
   addOutputOptions(cmd, true);
   addShardOption(cmd);
   cmd.option('--findings', 'label each text with the 14 CheXpert observations (positive/negative/uncertain): a "findings" object in JSON, a Findings line in text');
+  addParallelOption(cmd, DEFAULT_PARALLEL);
   addChatterOptions(cmd);
   cmd.addHelpText('after', help);
   cmd.action(async (images: string[], flags: BatchFlags) => batch(cmd, task, images, flags));
@@ -182,6 +186,7 @@ batchCommand(
       'cxr-llava report a.png b.png --temperature 0 --max-tokens 256 --json',
       'cxr-llava report scans/ --jsonl --findings | jq -c \'{file, findings}\'',
       'cxr-llava report scans/ --output out/ --sr   # out/x.txt and a DICOM SR out/x.sr.dcm for each DICOM x.dcm',
+      'cxr-llava report scans/ --parallel 8 --output reports/   # 8 images share each pass',
     ),
 ).option(
   '--sr',

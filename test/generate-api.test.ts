@@ -14,7 +14,7 @@ const file = path.join(dir, 'tiny.gguf');
 await writeTinyLlama(file, 'f32');
 const prompt = 'Findings: the heart is enlarged.';
 
-async function withModel(t: Test, fn: (m: Model) => Promise<void>, opts: { contextSize?: number } = {}): Promise<void> {
+async function withModel(t: Test, fn: (m: Model) => Promise<void>, opts: { contextSize?: number; parallel?: number } = {}): Promise<void> {
   const m = await loadModel({ model: file, threads: 2, ...opts });
   t.teardown(() => m.close());
   await fn(m);
@@ -108,23 +108,64 @@ t.test('an AbortSignal stops generation with its reason; the model stays usable'
   }),
 );
 
-t.test('concurrent generate() calls run one at a time, in order', (t) =>
+t.test('with parallel: 1, concurrent generate() calls run one at a time, in order', (t) =>
+  withModel(
+    t,
+    async (m) => {
+      const order: number[] = [];
+      const calls = [0, 1, 2].map((i) =>
+        m.generate({ prompt, raw: true, temperature: 0, maxTokens: 5, onToken: () => order.push(i) }).then((r) => (order.push(-1 - i), r)),
+      );
+      const results = await Promise.all(calls);
+      t.same(results[0]!.tokens, results[2]!.tokens, 'same greedy output');
+      // All tokens of call 0 come before any token of call 1, and so on.
+      const firstOf = (i: number) => order.indexOf(i);
+      const lastOf = (i: number) => order.lastIndexOf(i);
+      t.ok(lastOf(0) < firstOf(1) && lastOf(1) < firstOf(2), `interleaving: ${order.join(',')}`);
+    },
+    { parallel: 1 },
+  ),
+);
+
+t.test('by default, concurrent generate() calls run together and each gets its own tokens', (t) =>
   withModel(t, async (m) => {
-    const order: number[] = [];
-    const calls = [0, 1, 2].map((i) =>
-      m.generate({ prompt, raw: true, temperature: 0, maxTokens: 5, onToken: () => order.push(i) }).then((r) => (order.push(-1 - i), r)),
-    );
-    const results = await Promise.all(calls);
-    t.same(results[0]!.tokens, results[2]!.tokens, 'same greedy output');
-    // All tokens of call 0 come before any token of call 1, and so on.
-    const firstOf = (i: number) => order.indexOf(i);
-    const lastOf = (i: number) => order.lastIndexOf(i);
-    t.ok(lastOf(0) < firstOf(1) && lastOf(1) < firstOf(2), `interleaving: ${order.join(',')}`);
+    t.equal(m.info.runtime.parallel, 4);
+    const short = { prompt, raw: true, temperature: 0, maxTokens: 8, ignoreEos: true } as const;
+    const alone = await m.generate(short);
+    // Two short calls start while a long one is generating: run together, they end first.
+    const ended: string[] = [];
+    const texts = ['', ''];
+    let shorts: Promise<unknown>[] = [];
+    const long = m
+      .generate({
+        prompt: 'The lungs are clear.',
+        raw: true,
+        temperature: 0,
+        maxTokens: 240,
+        ignoreEos: true,
+        onToken: () => {
+          if (shorts.length > 0) return;
+          shorts = [0, 1].map((i) =>
+            m.generate({ ...short, onToken: (text) => void (texts[i] += text) }).then((r) => {
+              ended.push(`short ${i}`);
+              t.same(r.tokens, alone.tokens, `short call ${i}: the tokens of the call made alone`);
+              t.equal(texts[i], r.text, `short call ${i}: its onToken saw its own text`);
+            }),
+          );
+        },
+      })
+      .then((r) => {
+        ended.push('long');
+        t.equal(r.tokens.length, 240);
+      });
+    await long;
+    await Promise.all(shorts);
+    t.same(ended, ['short 0', 'short 1', 'long']);
   }),
 );
 
-t.test('close() during a generation aborts it safely; later calls fail clearly', async (t) => {
-  const m = await loadModel({ model: file, threads: 2 });
+t.test('close() during a generation aborts it safely; waiting and later calls fail clearly', async (t) => {
+  const m = await loadModel({ model: file, threads: 2, parallel: 1 });
   let closing: Promise<void> | undefined;
   const p = m.generate({ prompt, raw: true, temperature: 0, maxTokens: 200, onToken: () => void (closing ??= m.close()) });
   const q = m.generate({ prompt, raw: true, temperature: 0, maxTokens: 5 });

@@ -61,7 +61,10 @@ t.test('a path, a Buffer and an encoded image give the same report', async (t) =
 });
 
 t.test('a chat follow-up reuses the cache: no second encode, no image prefill', async (t) => {
-  const chat = model.chat(png);
+  // A picture no earlier call has seen (the cache recognises images by content).
+  const fresh = path.join(dir, 'chest-negative.png');
+  await sharp(px.map((v) => 255 - v), { raw: { width: W, height: H, channels: 1 } }).png().toFile(fresh);
+  const chat = model.chat(fresh);
   const first = await chat.send('Is there cardiomegaly?', greedy);
   t.ok(first.timings.prefillTokens > 16, 'the first turn computes the image and the prompt');
   const second = await chat.send('Which side?', greedy);
@@ -72,7 +75,7 @@ t.test('a chat follow-up reuses the cache: no second encode, no image prefill', 
   // The follow-up's answer equals a cold run of the same conversation.
   const cold = await loadModel({ model: text, mmproj, threads: 2 });
   t.teardown(() => cold.close());
-  const ref = await cold.generate({ ...greedy, image: png, messages: chat.messages.slice(0, 2).concat({ role: 'user', content: 'Which side?' }) });
+  const ref = await cold.generate({ ...greedy, image: fresh, messages: chat.messages.slice(0, 2).concat({ role: 'user', content: 'Which side?' }) });
   t.same(second.tokens, ref.tokens);
 });
 

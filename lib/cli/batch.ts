@@ -4,8 +4,11 @@
  *
  * Reading a file, decoding it and the Lanczos resize run off the model's
  * thread, so they are done one image ahead: while image N is encoded and
- * generated, image N+1 is already being read and preprocessed. The model's own
- * work (vision tower, prefill, decode) stays serial in the model's queue.
+ * generated, image N+1 is already being read and preprocessed. With
+ * `parallel` > 1, that many images are in the model at once (the engine runs
+ * their sequences in shared forward passes); results are still written, and
+ * errors reported, in input order, and text streamed to a terminal shows the
+ * earliest unfinished image live while later ones wait their turn.
  */
 import { performance } from 'node:perf_hooks';
 import path from 'node:path';
@@ -44,6 +47,39 @@ export async function runPrefetched<T, P>(
     next = i + 1 < items.length ? start(items[i + 1]!) : undefined;
     await consume(items[i]!, await current, i);
   }
+}
+
+/**
+ * Like runPrefetched, with up to `width` items consumed at once: item i + width
+ * starts as soon as one of the running ones ends, and the next item is always
+ * being prepared ahead. Consumers end in any order; callers order their output.
+ */
+export async function runWindowed<T, P>(
+  items: readonly T[],
+  width: number,
+  prepare: (item: T) => Promise<P>,
+  consume: (item: T, prepared: Settled<P>, index: number) => Promise<void>,
+): Promise<void> {
+  if (width <= 1) return runPrefetched(items, prepare, consume);
+  const start = (i: number): Promise<Settled<P>> =>
+    prepare(items[i]!).then(
+      (value) => ({ ok: true as const, value }),
+      (error: unknown) => ({ ok: false as const, error }),
+    );
+  const prepared: (Promise<Settled<P>> | undefined)[] = [];
+  const prepared_ = (i: number): Promise<Settled<P>> => (prepared[i] ??= start(i));
+  let next = 0;
+  const lane = async (): Promise<void> => {
+    while (next < items.length) {
+      const i = next++;
+      const p = prepared_(i);
+      if (i + 1 < items.length) void prepared_(i + 1);
+      const settled = await p;
+      prepared[i] = undefined; // the decoded image is only the consumer's now
+      await consume(items[i]!, settled, i);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(width, items.length) }, lane));
 }
 
 /** An image ready for the vision tower. */
@@ -102,6 +138,8 @@ export interface BatchOptions {
   resume?: boolean;
   /** `report --sr`: also write a DICOM SR beside each report on a DICOM input (needs outDir); the version goes into the SR. */
   sr?: { version: string };
+  /** Images in the model at once (optional, default 1); the model's own `parallel` bounds what runs together. */
+  parallel?: number;
   quiet?: boolean;
   verbose?: boolean;
   stdout?: NodeJS.WriteStream;
@@ -162,12 +200,48 @@ export async function runBatch(o: BatchOptions): Promise<BatchSummary> {
     }
   };
 
-  await runPrefetched(
+  // Each item's record, settled when its generation ends; they are written in input order.
+  const width = Math.max(1, Math.min(o.parallel ?? 1, Math.max(1, todo.length)));
+  const records = todo.map(() => {
+    let resolve!: (r: ResultRecord) => void;
+    const done = new Promise<ResultRecord>((r) => (resolve = r));
+    return { done, resolve, pending: '', stage: 'read', detail: undefined as string | undefined };
+  });
+  /** The earliest item not yet written: the one whose text streams live. */
+  let head = 0;
+  let midText = false;
+  const write = (text: string): void => {
+    bar.output(text);
+    if (text !== '') midText = !text.endsWith('\n');
+  };
+  const writer = (async () => {
+    for (let i = 0; i < todo.length; i++) {
+      head = i;
+      const input = todo[i]!;
+      // The bar now follows this item, from the stage it has reached.
+      bar.update({ done: i, total: todo.length, stage: records[i]!.stage, item: input.path, note: '' });
+      if (headers && stream) write((blocks++ > 0 ? '\n' : '') + header(input.path));
+      if (stream && records[i]!.pending) write(records[i]!.pending);
+      records[i]!.pending = '';
+      const record = await records[i]!.done;
+      if (stream && midText) write('\n');
+      midText = false;
+      if (stream && record.findings) write(findingsLine(record.findings));
+      if (record.error !== null) bar.log(`error: ${records[i]!.detail ?? record.error}`);
+      await emit(input, record);
+      bar.update({ done: i + 1, total: todo.length, stage: 'done' });
+    }
+  })();
+
+  await runWindowed(
     todo,
+    width,
     (input) => (input.error !== undefined ? Promise.reject(new Error(input.error)) : prepareImage(model, input.path, o.display)),
     async (input, prepared, index) => {
-      const update = (stage: string, note?: string): void =>
-        bar.update({ done: index, total: todo.length, stage, item: input.path, note: note ?? '' });
+      const update = (stage: string, note?: string): void => {
+        records[index]!.stage = stage;
+        if (index === head) bar.update({ done: index, total: todo.length, stage, item: input.path, note: note ?? '' });
+      };
       update('read');
       const base: ResultRecord = {
         file: input.path,
@@ -180,9 +254,7 @@ export async function runBatch(o: BatchOptions): Promise<BatchSummary> {
         ...(o.findings ? { findings: null } : {}),
         error: null,
       };
-      if (headers && stream) bar.output((blocks++ > 0 ? '\n' : '') + header(input.path));
       let record: ResultRecord;
-      let midText = false;
       try {
         if (!prepared.ok) throw prepared.error;
         const img = prepared.value;
@@ -197,17 +269,14 @@ export async function runBatch(o: BatchOptions): Promise<BatchSummary> {
           if (tokens++ === 0) decodeStart = performance.now();
           const rate = perSecond(tokens - 1, performance.now() - decodeStart);
           update('generate', rate > 0 ? `${rate.toFixed(1)} tok/s` : undefined);
-          if (stream) {
-            bar.output(text);
-            midText = !text.endsWith('\n');
-          }
+          if (!stream) return;
+          if (index === head) write(text);
+          else records[index]!.pending += text;
         };
         const gen = { temperature: o.sampling.temperature, topP: o.sampling.topP, maxTokens: o.sampling.maxTokens, onToken, ...(o.sampling.seed !== undefined ? { seed: o.sampling.seed } : {}) };
         const r =
           o.task === 'report' ? await model.report(encoded, gen) : o.task === 'ddx' ? await model.differential(encoded, gen) : await model.ask(encoded, o.question!, gen);
         const findings = o.findings ? labelReport(r.text) : undefined;
-        if (stream) bar.output((midText ? '\n' : '') + (findings ? findingsLine(findings) : ''));
-        midText = false;
         record = {
           ...base,
           text: r.text,
@@ -219,16 +288,15 @@ export async function runBatch(o: BatchOptions): Promise<BatchSummary> {
         summary.ok++;
         if (o.verbose) bar.log(timingLine(input.path, record.timings!));
       } catch (err) {
-        if (midText) bar.output('\n');
         const line = errorLine(input.path, err);
-        bar.log(`error: ${o.verbose && err instanceof Error && err.stack ? line + '\n' + err.stack : line}`);
         record = { ...base, error: line };
+        if (o.verbose && err instanceof Error && err.stack) records[index]!.detail = line + '\n' + err.stack;
         summary.failed++;
       }
-      await emit(input, record);
-      bar.update({ done: index + 1, total: todo.length, stage: 'done' });
+      records[index]!.resolve(record);
     },
   );
+  await writer;
   bar.stop();
   if (o.format === 'json') stdout.write(JSON.stringify(collected, null, 2) + '\n');
   if (!o.quiet && (o.inputs.length > 1 || summary.skipped > 0)) {

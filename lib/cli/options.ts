@@ -64,6 +64,15 @@ export function addModelOptions(cmd: Command): Command {
     .option('--device <n>', 'CUDA device index (default: 0)', intArg(0, 1023));
 }
 
+/** --parallel for the batch commands: images whose sequences share the engine's forward passes. */
+export function addParallelOption(cmd: Command, def: number): Command {
+  return cmd.option(
+    '-P, --parallel <n>',
+    `images in the model at once; their decoding shares each pass over the weights (default: ${def}; 1 runs them one after another)`,
+    intArg(1, 64),
+  );
+}
+
 export function addSamplingOptions(cmd: Command): Command {
   return cmd
     .option('--temperature <t>', 'sampling temperature; 0 is greedy', numberArg(0, 100), 0.2)

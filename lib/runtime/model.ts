@@ -42,6 +42,16 @@ export interface LoadModelOptions {
   device?: number;
   /** KV cache element type (optional, default 'f16'; 'f32' doubles its memory). */
   kvCacheType?: 'f16' | 'f32';
+  /**
+   * How many sequences run together: concurrent `generate()`/`report()` calls share each
+   * forward pass, up to this many at a time; later calls wait their turn (optional, default 4).
+   */
+  parallel?: number;
+  /**
+   * KV cache positions shared by all sequences (optional, default contextSize × parallel).
+   * A call whose prompt plus maxTokens does not fit in what is free waits until it does.
+   */
+  kvCacheSize?: number;
   /** Called as loading proceeds (optional). */
   onProgress?: (p: Progress) => void;
 }
@@ -178,7 +188,8 @@ export interface ReportResult extends GenerateResult {
 /** A loaded model. Create it with `loadModel()`; free it with `close()`. */
 export class Model {
   #native: NativeModel | null;
-  #queue: Promise<unknown> = Promise.resolve();
+  /** Calls still running, so close() can wait for them. */
+  #inflight = new Set<Promise<unknown>>();
   readonly info: ModelInfo;
 
   /** @internal */
@@ -290,10 +301,10 @@ export class Model {
   encodeImage(input: ImageInput | Float32Array, options: { signal?: AbortSignal } & Pick<DecodeOptions, 'window' | 'voi'> = {}): Promise<EncodedImage> {
     const vision = this.info.vision;
     if (!vision) return Promise.reject(new CxrError('ERR_MODEL', `${this.info.path}: no vision projector (mmproj) is loaded, so images cannot be read; pass mmproj to loadModel()`));
-    return this.#enqueue(() => this.#encode(input, options.signal, options));
+    return this.#track(this.#encode(input, options.signal, options));
   }
 
-  /** The work of encodeImage(), for callers already holding the queue. */
+  /** The work of encodeImage(). */
   async #encode(input: ImageInput | Float32Array, signal: AbortSignal | undefined, decode: Pick<DecodeOptions, 'window' | 'voi'> = {}): Promise<EncodedImage> {
     const vision = this.info.vision!;
     const pre =
@@ -340,9 +351,14 @@ export class Model {
     return img;
   }
 
-  #enqueue<T>(run: () => Promise<T>): Promise<T> {
-    const p = this.#queue.then(run, run);
-    this.#queue = p.catch(() => undefined);
+  /** Remembers a running call until it settles, for close(). */
+  #track<T>(p: Promise<T>): Promise<T> {
+    const settled = p.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.#inflight.add(settled);
+    void settled.then(() => this.#inflight.delete(settled));
     return p;
   }
 
@@ -371,13 +387,14 @@ export class Model {
   }
 
   /**
-   * Generates text. Calls on one model run one at a time, in call order.
-   * Rejects with the signal's reason when aborted.
+   * Generates text. Up to `parallel` calls on one model run together (see
+   * loadModel); the others wait and start in call order. Rejects with the
+   * signal's reason when aborted.
    */
   generate(options: GenerateOptions): Promise<GenerateResult> {
     // Bad options reject like every other failure, rather than throwing synchronously.
     try {
-      return this.#enqueue(this.#prepare(options));
+      return this.#track(this.#prepare(options)());
     } catch (err) {
       return Promise.reject(err);
     }
@@ -460,6 +477,8 @@ export class Model {
       });
       if (result.finishReason === 'abort') {
         if (signal?.aborted) throw signal.reason;
+        // Closing the model aborts what runs and turns away what was still waiting.
+        if (!result.admitted) throw new CxrError('ERR_MODEL_CLOSED', 'The model is closed');
         throw new CxrError('ERR_ABORTED', 'Generation was aborted because the model was closed');
       }
       const tokens = result.tokens.filter((t) => t.token >= 0);
@@ -540,13 +559,16 @@ export class Model {
     const m = this.#native;
     this.#native = null;
     m.close();
-    await this.#queue;
+    await Promise.all(this.#inflight);
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }
 }
+
+/** Sequences per forward pass unless loadModel() is told otherwise (README: "Many calls at once"). */
+export const DEFAULT_PARALLEL = 4;
 
 /** Loads a model. Errors name the file and the problem (`ERR_IO`, `ERR_GGUF`, `ERR_MODEL`). */
 export async function loadModel(options: LoadModelOptions = {}): Promise<Model> {
@@ -572,12 +594,14 @@ export async function loadModel(options: LoadModelOptions = {}): Promise<Model> 
   const kvType = optEnum('kvCacheType', options.kvCacheType, ['f16', 'f32'] as const, 'f16');
   const backend = optEnum('backend', options.backend, ['auto', 'cpu', 'cuda'] as const, 'auto');
   const device = optInteger('device', options.device, 0, 0, 1023);
+  const parallel = optInteger('parallel', options.parallel, DEFAULT_PARALLEL, 1, 64);
+  const kvCacheSize = optInteger('kvCacheSize', options.kvCacheSize, 0, 0, 1 << 24);
   const onProgress = optFunction<(p: Progress) => void>('onProgress', options.onProgress);
   const mmproj = options.mmproj === undefined ? defaultMmproj : reqString('mmproj', options.mmproj);
   onProgress?.({ phase: 'load', progress: 0 });
   let nm: NativeModel;
   try {
-    nm = await native().loadModel({ model: modelPath, ...(mmproj ? { mmproj } : {}), threads, contextSize, kvType, backend, device });
+    nm = await native().loadModel({ model: modelPath, ...(mmproj ? { mmproj } : {}), threads, contextSize, kvType, backend, device, parallel, kvCacheSize });
   } catch (err) {
     throw fromNative(err);
   }

@@ -52,7 +52,13 @@ export interface NativeModelInfo extends NativeGgufInfo {
     device?: number;
     threads: number;
     simd: string;
+    /** The most positions one sequence may hold. */
     contextSize: number;
+    /** Sequences that run together. */
+    parallel: number;
+    /** KV cache positions shared by all sequences. */
+    kvCacheSize: number;
+    /** Bytes of the KV cache, allocated once for all sequences. */
     kvCacheBytes: number;
   };
   tokenizer: { bos: number; eos: number; unk: number };
@@ -87,6 +93,8 @@ export interface NativeResult {
   text: string;
   tokens: NativeToken[];
   finishReason: 'stop' | 'length' | 'abort';
+  /** False when the request was aborted while it still waited for a sequence. */
+  admitted: boolean;
   promptTokens: number;
   prefillTokens: number;
   prefillMs: number;
@@ -124,10 +132,13 @@ export interface NativeModel {
   tokenize(text: string, bos: boolean, special: boolean): Int32Array;
   detokenize(ids: Int32Array): string;
   tokenPiece(id: number): string;
-  /** Starts generation on a native thread; returns a function that aborts it. */
+  /**
+   * Hands a generation to the engine's scheduler, which runs up to `parallel` of them in one
+   * forward pass and queues the rest; returns a function that aborts it.
+   */
   generate(req: NativeGenerateRequest, onEvent: (...ev: NativeEvent) => void): () => void;
   evalLogits(ids: Int32Array): Float32Array;
-  /** Runs the vision tower on a native thread; returns a function that aborts it. */
+  /** Runs the vision tower on the engine's thread, between forward passes; returns a function that aborts it. */
   encodeImage(
     pixels: Float32Array,
     onEvent: (...ev: ['encoded', { data: Float32Array; ms: number }] | ['error', Error & { code?: string }]) => void,
@@ -147,6 +158,10 @@ export interface NativeAddon {
     backend?: 'auto' | 'cpu' | 'cuda';
     /** Default 0. */
     device?: number;
+    /** Sequences per forward pass (default 1). */
+    parallel?: number;
+    /** KV cache positions for all sequences (default 0: contextSize × parallel). */
+    kvCacheSize?: number;
   }): Promise<NativeModel>;
   quantize(type: GgmlTypeName, data: Float32Array, rows: number, cols: number): Uint8Array;
   quantizeAsync(type: GgmlTypeName, data: Float32Array, rows: number, cols: number): Promise<Uint8Array>;

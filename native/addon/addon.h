@@ -7,6 +7,8 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -30,11 +32,13 @@ Napi::Object gguf_info_to_js(Napi::Env env, const cxr::GgufFile& f, bool full);
 struct AddonData {
   std::mutex mu;
   std::condition_variable cv;
-  std::set<std::shared_ptr<std::atomic<bool>>> running;  // abort flags of live generation threads
+  std::set<std::shared_ptr<std::atomic<bool>>> running;  // abort flags of live engine threads
+  std::map<void*, std::function<void()>> stoppers;       // how to stop each (keyed by its flag)
 
   ~AddonData() {
     std::unique_lock<std::mutex> lock(mu);
     for (auto& flag : running) flag->store(true);
+    for (auto& s : stoppers) s.second();
     cv.wait(lock, [&] { return running.empty(); });
   }
 };

@@ -1,18 +1,23 @@
 // model_wrap.cpp - the JS-facing model object.
 //
-// Lifetimes: the engine model is held by shared_ptr. A generation thread keeps
-// its own reference, so close() during a generation only aborts it; memory is
-// freed when the thread lets go. Each generation runs on its own std::thread (not
-// libuv's pool, which would starve fs work during a minutes-long report) and
-// talks to JS only through a thread-safe function, never blocking on it.
+// Each model has one engine thread (not libuv's pool, which would starve fs
+// work during a minutes-long report) running its scheduler (scheduler.h):
+// generations are handed to it and run together, image encodes run on it
+// between steps. It talks to JS only through thread-safe functions, one per
+// call, never blocking on them. Lifetimes: the engine thread holds the engine
+// model by shared_ptr, so close() only shuts the scheduler down (everything
+// running or waiting is aborted and reported); memory is freed when the thread
+// ends.
 #include <chrono>
 #include <functional>
+#include <future>
 #include <memory>
 #include <thread>
 #include <vector>
 
 #include "addon.h"
 #include "models/model.h"
+#include "runtime/engine.h"
 #include "backend/cpu/dispatch.h"
 #include "types/quants.h"
 
@@ -47,19 +52,41 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     // Constructed only by loadModel's completion, which passes the engine model.
     if (info.Length() != 1 || !info[0].IsExternal())
       throw Napi::TypeError::New(info.Env(), "NativeModel cannot be constructed directly; use loadModel()");
-    auto* holder = info[0].As<Napi::External<std::shared_ptr<cxr::Model>>>().Data();
+    auto* holder = info[0].As<Napi::External<std::shared_ptr<cxr::Engine>>>().Data();
     model_ = *holder;
+    start_engine(info.Env());
   }
 
  private:
-  struct Job;  // one unit of work on its own thread (below)
+  struct Job;  // one call's state and its line to JS (below)
 
   cxr::Model& require_open(Napi::Env env) {
     if (!model_) throw to_js_error(env, "ERR_MODEL_CLOSED", "The model is closed");
-    return *model_;
+    return model_->model();
   }
   void require_idle(Napi::Env env) {
-    if (active_) throw to_js_error(env, "ERR_BUSY", "A generation is already running on this model");
+    if (busy_ > 0) throw to_js_error(env, "ERR_BUSY", "A generation is already running on this model");
+  }
+
+  // The engine thread: runs the scheduler until close() or the environment's
+  // teardown shuts it down, then lets go of the model.
+  void start_engine(Napi::Env env) {
+    AddonData* data = env.GetInstanceData<AddonData>();
+    std::shared_ptr<cxr::Engine> model = model_;
+    auto flag = std::make_shared<std::atomic<bool>>(false);
+    {
+      std::lock_guard<std::mutex> lock(data->mu);
+      data->running.insert(flag);
+      data->stoppers[flag.get()] = [model] { model->scheduler().shutdown(); };
+    }
+    std::thread([model, flag, data]() mutable {
+      model->scheduler().run();
+      model.reset();
+      std::lock_guard<std::mutex> lock(data->mu);
+      data->stoppers.erase(flag.get());
+      data->running.erase(flag);
+      data->cv.notify_all();
+    }).detach();
   }
 
   Napi::Value Info(const Napi::CallbackInfo& info) {
@@ -85,6 +112,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     rt.Set("threads", m.backend().threads());
     rt.Set("simd", cxr::simd_level());
     rt.Set("contextSize", Napi::Number::New(env, static_cast<double>(m.text().n_ctx())));
+    rt.Set("parallel", m.text().n_seq());
+    rt.Set("kvCacheSize", Napi::Number::New(env, static_cast<double>(m.text().cells().cells())));
     rt.Set("kvCacheBytes", Napi::Number::New(env, static_cast<double>(m.text().kv_bytes())));
     o.Set("runtime", rt);
     Napi::Object tk = Napi::Object::New(env);
@@ -156,8 +185,17 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     cxr::Model& m = require_open(env);
     require_idle(env);
     std::vector<int32_t> ids = read_ids(env, info[0], m.tokenizer().n_vocab());
+    // On the engine thread, which owns the backend; this call waits for it.
+    std::promise<std::vector<float>> done;
+    model_->scheduler().submit_task([&] {
+      try {
+        done.set_value(model_->eval_logits(ids));
+      } catch (...) {
+        done.set_exception(std::current_exception());
+      }
+    });
     try {
-      std::vector<float> logits = m.eval_logits(ids);
+      std::vector<float> logits = done.get_future().get();
       auto out = Napi::Float32Array::New(env, logits.size());
       std::copy(logits.begin(), logits.end(), out.Data());
       return out;
@@ -168,15 +206,14 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
 
   // generate(request, onEvent) -> abort function. onEvent('token', tok) per
   // token, then exactly one onEvent('done', result) or onEvent('error', err).
+  // The scheduler runs it with the others, or queues it.
   Napi::Value Generate(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     cxr::Model& m = require_open(env);
-    require_idle(env);
     Napi::Object req = info[0].As<Napi::Object>();
     Napi::Function on_event = info[1].As<Napi::Function>();
 
     auto job = std::make_shared<Job>();
-    job->model = model_;
     Napi::Array segs = req.Get("segments").As<Napi::Array>();
     const int32_t dim = m.text().config().dim;
     for (uint32_t i = 0; i < segs.Length(); ++i) {
@@ -213,13 +250,23 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     Napi::Array stop = req.Get("stop").As<Napi::Array>();
     for (uint32_t i = 0; i < stop.Length(); ++i) p.stop.push_back(stop.Get(i).As<Napi::String>().Utf8Value());
 
-    job->work = [](Job& j, const std::function<void(Event*)>& post) {
-      cxr::GenerateResult r = j.model->generate(
-          j.prompt, j.params, [&](const cxr::GeneratedToken& t) { post(new Event{Event::Token, t, {}, {}, {}, {}, 0}); },
-          j.abort.get());
-      post(new Event{Event::Done, {}, std::move(r), {}, {}, {}, 0});
+    auto gr = std::make_shared<cxr::GenerateRequest>();
+    gr->prompt = job->prompt;
+    gr->params = job->params;
+    gr->abort = job->abort;
+    // The callbacks hold the job (and with it the embeddings the prompt points at).
+    gr->on_token = [job](const cxr::GeneratedToken& t) { job->post(new Event{Event::Token, t, {}, {}, {}, {}, 0}); };
+    gr->on_done = [job](cxr::GenerateResult&& r) {
+      job->post(new Event{Event::Done, {}, std::move(r), {}, {}, {}, 0});
+      job->end();
     };
-    return start(env, job, on_event);
+    gr->on_error = [job](const std::string& code, const std::string& msg) {
+      job->post(new Event{Event::Error, {}, {}, code, msg, {}, 0});
+      job->end();
+    };
+    open_line(env, job, on_event);
+    model_->scheduler().submit(std::move(gr));
+    return abort_function(env, job);
   }
 
   // encodeImage(pixels, onEvent) -> abort function. pixels: normalised
@@ -228,7 +275,6 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value EncodeImage(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     cxr::Model& m = require_open(env);
-    require_idle(env);
     if (!m.vision())
       throw to_js_error(env, cxr::err::kModel,
                         m.file().path() + ": no vision projector (mmproj) is loaded, so images cannot be read");
@@ -241,80 +287,73 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
                                                       "x" + std::to_string(vc.image_size) + "), got " +
                                                       std::to_string(pixels.ElementLength()));
     auto job = std::make_shared<Job>();
-    job->model = model_;
     job->embd.emplace_back(pixels.Data(), pixels.Data() + pixels.ElementLength());
-    job->work = [](Job& j, const std::function<void(Event*)>& post) {
-      auto t0 = std::chrono::steady_clock::now();
-      std::vector<float> out = j.model->encode_image(j.embd[0].data(), j.abort.get());
-      const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-      post(new Event{Event::Encoded, {}, {}, {}, {}, std::move(out), ms});
-    };
-    return start(env, job, info[1].As<Napi::Function>());
+    Napi::Function on_event = info[1].As<Napi::Function>();
+    open_line(env, job, on_event);
+    // On the engine thread, between forward passes: the vision tower needs the backend to itself.
+    model_->scheduler().submit_task([job, engine = model_] {
+      try {
+        auto t0 = std::chrono::steady_clock::now();
+        std::vector<float> out = engine->model().encode_image(job->embd[0].data(), job->abort.get());
+        const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+        job->post(new Event{Event::Encoded, {}, {}, {}, {}, std::move(out), ms});
+      } catch (const cxr::EngineError& e) {
+        job->post(new Event{Event::Error, {}, {}, e.code(), e.what(), {}, 0});
+      } catch (const std::bad_alloc&) {
+        job->post(new Event{Event::Error, {}, {}, "ERR_NO_MEMORY", "out of memory", {}, 0});
+      } catch (const std::exception& e) {
+        job->post(new Event{Event::Error, {}, {}, "ERR_INTERNAL", e.what(), {}, 0});
+      }
+      job->end();
+    });
+    return abort_function(env, job);
   }
 
-  // Runs job->work on a new thread, marks this model busy until the final
-  // event, and returns a JS function that aborts the job.
-  Napi::Value start(Napi::Env env, const std::shared_ptr<Job>& job, Napi::Function on_event) {
+  // The job's line to JS: a thread-safe function that delivers its events;
+  // the model counts as busy until the final one is delivered.
+  void open_line(Napi::Env env, const std::shared_ptr<Job>& job, Napi::Function on_event) {
     job->owner = this;
     job->tsfn = Napi::ThreadSafeFunction::New(env, on_event, "cxr-llava job", 0, 1);
     Ref();  // keep this object alive until the final event
-    active_ = job->abort;
-    AddonData* data = env.GetInstanceData<AddonData>();
-    {
-      std::lock_guard<std::mutex> lock(data->mu);
-      data->running.insert(job->abort);
-    }
-    std::thread([job, data] { run(job, data); }).detach();
+    ++busy_;
+  }
+
+  static Napi::Value abort_function(Napi::Env env, const std::shared_ptr<Job>& job) {
     std::shared_ptr<std::atomic<bool>> flag = job->abort;
     return Napi::Function::New(env, [flag](const Napi::CallbackInfo&) { flag->store(true); }, "abort");
   }
 
   Napi::Value Close(const Napi::CallbackInfo& info) {
-    // Aborts a running generation; the engine model is freed when its thread ends.
-    if (active_) active_->store(true);
-    const bool was_busy = static_cast<bool>(active_);
+    // Aborts what runs and what waits (each reports 'done' with finishReason
+    // 'abort', or an ERR_ABORTED error for an encode); the engine model is
+    // freed when its thread ends.
+    const bool was_busy = busy_ > 0;
+    if (model_) model_->scheduler().shutdown();
     model_.reset();
     return Napi::Boolean::New(info.Env(), was_busy);
   }
 
   struct Job {
-    std::shared_ptr<cxr::Model> model;
     std::shared_ptr<std::atomic<bool>> abort = std::make_shared<std::atomic<bool>>(false);
     std::vector<cxr::PromptSegment> prompt;
     std::vector<std::vector<float>> embd;
     cxr::GenerateParams params;
     Napi::ThreadSafeFunction tsfn;
     ModelWrap* owner = nullptr;
-    // The work itself, run on the job's thread; it reports through `post`.
-    std::function<void(Job&, const std::function<void(Event*)>&)> work;
-  };
 
-  // The generation thread.
-  static void run(std::shared_ptr<Job> job, AddonData* data) {
-    std::function<void(Event*)> post = [&](Event* ev) {
-      auto status = job->tsfn.NonBlockingCall(ev, [owner = job->owner](Napi::Env env, Napi::Function cb, Event* e) {
+    // From the engine thread: hands an event to JS without waiting.
+    void post(Event* ev) {
+      auto status = tsfn.NonBlockingCall(ev, [owner = owner](Napi::Env env, Napi::Function cb, Event* e) {
         deliver(env, cb, e, owner);
       });
       if (status != napi_ok) {
         delete ev;  // JS is going away: stop working for it
-        job->abort->store(true);
+        abort->store(true);
       }
-    };
-    try {
-      job->work(*job, post);
-    } catch (const cxr::EngineError& e) {
-      post(new Event{Event::Error, {}, {}, e.code(), e.what(), {}, 0});
-    } catch (const std::bad_alloc&) {
-      post(new Event{Event::Error, {}, {}, "ERR_NO_MEMORY", "out of memory", {}, 0});
-    } catch (const std::exception& e) {
-      post(new Event{Event::Error, {}, {}, "ERR_INTERNAL", e.what(), {}, 0});
     }
-    job->tsfn.Release();
-    job->model.reset();
-    std::lock_guard<std::mutex> lock(data->mu);
-    data->running.erase(job->abort);
-    data->cv.notify_all();
-  }
+    // After the final event.
+    void end() { tsfn.Release(); }
+  };
 
   static Napi::Object token_to_js(Napi::Env env, const cxr::GeneratedToken& t) {
     Napi::Object o = Napi::Object::New(env);
@@ -340,7 +379,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     if (env == nullptr) return;
     Napi::HandleScope scope(env);
     if (ev->kind != Event::Token) {
-      owner->active_.reset();
+      --owner->busy_;
       owner->Unref();
     }
     if (ev->kind == Event::Token) {
@@ -353,6 +392,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       for (uint32_t i = 0; i < r.tokens.size(); ++i) toks.Set(i, token_to_js(env, r.tokens[i]));
       o.Set("tokens", toks);
       o.Set("finishReason", Napi::String::New(env, r.finish_reason));
+      o.Set("admitted", Napi::Boolean::New(env, r.admitted));
       o.Set("promptTokens", Napi::Number::New(env, static_cast<double>(r.prompt_tokens)));
       o.Set("prefillTokens", Napi::Number::New(env, static_cast<double>(r.prefill_tokens)));
       o.Set("prefillMs", r.prefill_ms);
@@ -371,8 +411,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     }
   }
 
-  std::shared_ptr<cxr::Model> model_;
-  std::shared_ptr<std::atomic<bool>> active_;  // abort flag of the running generation
+  std::shared_ptr<cxr::Engine> model_;
+  int busy_ = 0;  // calls whose final event is still to come (JS thread only)
 };
 
 // loadModel(options) -> Promise<NativeModel>, loading on a worker thread.
@@ -384,7 +424,7 @@ class LoadWorker : public Napi::AsyncWorker {
 
   void Execute() override {
     try {
-      model_ = std::make_shared<cxr::Model>(opts_);
+      model_ = std::make_shared<cxr::Engine>(opts_);
     } catch (const cxr::EngineError& e) {
       code_ = e.code();
       SetError(e.what());
@@ -398,8 +438,8 @@ class LoadWorker : public Napi::AsyncWorker {
   }
   void OnOK() override {
     Napi::Env env = Env();
-    std::shared_ptr<cxr::Model> m = std::move(model_);
-    Napi::Object obj = ctor_->New({Napi::External<std::shared_ptr<cxr::Model>>::New(env, &m)});
+    std::shared_ptr<cxr::Engine> m = std::move(model_);
+    Napi::Object obj = ctor_->New({Napi::External<std::shared_ptr<cxr::Engine>>::New(env, &m)});
     deferred_.Resolve(obj);
   }
   void OnError(const Napi::Error& e) override {
@@ -410,7 +450,7 @@ class LoadWorker : public Napi::AsyncWorker {
   cxr::ModelOptions opts_;
   Napi::FunctionReference* ctor_;
   Napi::Promise::Deferred deferred_;
-  std::shared_ptr<cxr::Model> model_;
+  std::shared_ptr<cxr::Engine> model_;
   std::string code_;
 };
 
@@ -440,6 +480,9 @@ Napi::Object init_model(Napi::Env env, Napi::Object exports) {
                                  opts.n_ctx = o.Get("contextSize").As<Napi::Number>().Int64Value();
                                  const std::string kv = o.Get("kvType").As<Napi::String>().Utf8Value();
                                  opts.kv_type = kv == "f32" ? cxr::DType::F32 : cxr::DType::F16;
+                                 if (o.Has("parallel")) opts.parallel = o.Get("parallel").As<Napi::Number>().Int32Value();
+                                 if (o.Has("kvCacheSize"))
+                                   opts.kv_cells = o.Get("kvCacheSize").As<Napi::Number>().Int64Value();
                                  auto* w = new LoadWorker(info.Env(), std::move(opts), ctor);
                                  Napi::Promise p = w->promise();
                                  w->Queue();

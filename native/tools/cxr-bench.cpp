@@ -19,6 +19,7 @@
 
 #include "types/error.h"
 #include "models/model.h"
+#include "runtime/engine.h"
 #include "backend/cpu/dispatch.h"
 #include "types/quants.h"
 
@@ -84,7 +85,8 @@ int main(int argc, char** argv) {
   if (opts.n_ctx == 0) opts.n_ctx = prompt + gen + 1;
   try {
     const auto t0 = Clock::now();
-    cxr::Model model(opts);
+    cxr::Engine engine(opts);
+    cxr::Model& model = engine.model();
     const double load_ms = ms_since(t0);
     const int32_t vocab = model.text().config().n_vocab;
     if (!json)
@@ -100,8 +102,8 @@ int main(int argc, char** argv) {
       cxr::GenerateParams p;
       p.max_tokens = gen;
       p.stop_at_eos = false;
-      model.reset_cache();
-      cxr::GenerateResult res = model.generate({seg}, p, nullptr, nullptr);
+      engine.scheduler().reset_cache();
+      cxr::GenerateResult res = engine.generate({seg}, p, nullptr, nullptr);
       pf.push_back(res.prefill_tokens / (res.prefill_ms / 1000.0));
       pf_ms.push_back(res.prefill_ms);
       dc.push_back(res.decode_tokens / (res.decode_ms / 1000.0));
@@ -128,8 +130,8 @@ int main(int argc, char** argv) {
         cxr::GenerateParams p;
         p.max_tokens = gen;
         p.stop_at_eos = false;
-        model.reset_cache();
-        model.generate({before, image, after}, p, nullptr, nullptr);
+        engine.scheduler().reset_cache();
+        engine.generate({before, image, after}, p, nullptr, nullptr);
         if (r > 0) rep.push_back(ms_since(te));
       }
       if (!json) std::printf("encode %.2f ms, one report %.1f ms (median of %d)\n", median(enc), median(rep), runs);

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "models/model.h"
+#include "runtime/engine.h"
 #include "types/error.h"
 
 namespace {
@@ -82,7 +83,8 @@ int main(int argc, char** argv) {
   }
   if (ids.empty() || (!opts.mmproj_path.empty() && pixels_path.empty())) return usage();
   try {
-    cxr::Model model(opts);
+    cxr::Engine engine(opts);
+    cxr::Model& model = engine.model();
     std::vector<cxr::PromptSegment> prompt(1);
     prompt[0].tokens = ids;
     std::vector<float> features;
@@ -103,14 +105,13 @@ int main(int argc, char** argv) {
       tail.tokens = after;
       prompt.push_back(tail);
     } else if (!logits_out.empty()) {
-      if (!write_f32(logits_out, model.eval_logits(ids))) throw cxr::EngineError(cxr::err::kIo, logits_out + ": cannot write");
-      model.reset_cache();
+      if (!write_f32(logits_out, engine.eval_logits(ids))) throw cxr::EngineError(cxr::err::kIo, logits_out + ": cannot write");
     }
     std::string out = std::string("{\"backend\": \"") + model.backend().name() + "\", \"greedy\": [";
     if (greedy > 0) {
       cxr::GenerateParams p;
       p.max_tokens = greedy;  // temperature 0: greedy
-      const cxr::GenerateResult r = model.generate(prompt, p, nullptr, nullptr);
+      const cxr::GenerateResult r = engine.generate(prompt, p, nullptr, nullptr);
       bool first = true;
       for (const auto& t : r.tokens) {
         if (t.id < 0) continue;

@@ -37,7 +37,8 @@ struct Weight {
 };
 
 // Attention over a KV cache. K and V for position p of layer l are rows of
-// [n_ctx, kv_dim] matrices in `kv_type` (F32 or F16).
+// [n_ctx, kv_dim] matrices in `kv_type` (F32 or F16), or, with `cells`, rows
+// cells[p] of such matrices (a sequence's positions scattered over a shared cache).
 struct AttentionArgs {
   const float* q;     // [n, n_heads * head_dim]
   const void* k;      // [n_kv, n_kv_heads * head_dim], kv_type
@@ -50,6 +51,36 @@ struct AttentionArgs {
   int n_heads, n_kv_heads, head_dim;
   bool causal;
   float scale;        // usually 1/sqrt(head_dim)
+  const int32_t* cells = nullptr;  // host memory: the cache row of each key position (null: row = position)
+  // One query row that is a decoding step; a single prompt row takes the prompt
+  // route, so a row's result never depends on how a prompt was cut into chunks.
+  bool decode = true;
+};
+
+// A KV cache for several sequences, made by and private to a backend, which
+// picks its layout. It holds `cells` positions per layer, shared by the
+// sequences; which cells a sequence uses is the model's business (KvCells).
+struct KvCacheSpec {
+  int n_layers = 0;
+  int64_t cells = 0;   // positions, all sequences together
+  int64_t kv_dim = 0;  // n_kv_heads * head_dim
+  DType type = DType::F16;
+};
+
+class KvCache {
+ public:
+  virtual ~KvCache() = default;
+  virtual const KvCacheSpec& spec() const = 0;
+  virtual size_t bytes() const = 0;
+};
+
+// Rows of one sequence in a batched forward pass: rows row0 .. row0 + n of the
+// batch are its positions pos0 .. pos0 + n, which live in cache rows
+// cells[pos0 ..] (host memory, one entry per position of the sequence).
+struct SeqRows {
+  int64_t row0 = 0, n = 0, pos0 = 0;
+  const int32_t* cells = nullptr;
+  bool decode = false;  // a decoding step (n == 1) rather than prompt rows
 };
 
 class Backend {
@@ -76,8 +107,26 @@ class Backend {
   // y[n, W.rows] = x[n, W.cols] · Wᵀ (+ bias[W.rows] if given, a host F32 vector)
   virtual void matmul(const Weight& W, const float* x, int64_t n, float* y,
                       const float* bias = nullptr) = 0;
-  // out[i, :] = row ids[i] of the embedding matrix E, dequantized. ids are host memory.
+  // The same for a batch of several sequences: the first n_decode rows are
+  // decoding steps, the other n_prompt rows prompt chunks. A row's result
+  // depends only on the row and its kind, never on what else is in the batch,
+  // so a sequence gets the same numbers alone or batched. Decode rows share
+  // one read of the weights (decoding is bound by that read).
+  virtual void matmul_batch(const Weight& W, const float* x, int64_t n_decode, int64_t n_prompt, float* y);
+  // Token ids in backend memory, for get_rows and the sampling ops (the
+  // defaults keep them in host memory, which get_rows then reads).
+  virtual int32_t* alloc_ids(size_t n);
+  virtual void free_ids(int32_t* p);
+  virtual void ids_from_host(int32_t* dst, const int32_t* src, size_t n);
+  virtual void ids_to_host(int32_t* dst, const int32_t* src, size_t n);
+  // out[i, :] = row ids[i] of the embedding matrix E, dequantized. ids are backend memory.
   virtual void get_rows(const Weight& E, const int32_t* ids, int64_t n, float* out) = 0;
+  // Sampling without the logits leaving the backend. ids[r] = the index of
+  // row r's largest value (the lowest on ties, NaN as -inf), for n rows of width.
+  virtual void argmax(const float* x, int64_t n, int64_t width, int32_t* ids);
+  // The k largest values of each row, best first (ties: lower index first),
+  // into vals[r * k ..] and ids[r * k ..] (backend memory).
+  virtual void top_k(const float* x, int64_t n, int64_t width, int k, float* vals, int32_t* ids);
   // out = x / sqrt(mean(x²) + eps) * w, row by row; w is a host F32 vector.
   virtual void rmsnorm(const float* x, const float* w, int64_t n, int64_t dim, float eps, float* out) = 0;
   // out = (x - mean) / sqrt(var + eps) * w + b, row by row; w, b host F32 vectors.
@@ -86,10 +135,26 @@ class Backend {
   // In place, adjacent pairs (x[2i], x[2i+1]) rotated by pos * theta^(-2i/head_dim),
   // for row r at position pos0 + r. x is [n, n_heads * head_dim].
   virtual void rope(float* x, int64_t n, int n_heads, int head_dim, int64_t pos0, float theta) = 0;
+  // The same with row r at position pos[r] (host memory).
+  virtual void rope_rows(float* x, int64_t n, int n_heads, int head_dim, const int32_t* pos, float theta);
   // Copies n rows of width `width` from src into dst (of type `type`) starting at row `row0`.
   virtual void store_rows(void* dst, DType type, int64_t row0, const float* src, int64_t n,
                           int64_t width) = 0;
   virtual void attention(const AttentionArgs& a) = 0;
+
+  // --- the KV cache -----------------------------------------------------------
+  // The defaults (backend/batch_defaults.cpp) build these and the batching ops
+  // above from the older ops, for a backend that has no kernels of its own for
+  // them yet: correct, but each row kind is not kept apart in matmul_batch, and
+  // kv_attention needs each sequence's cells to be one consecutive run.
+  virtual std::unique_ptr<KvCache> make_kv_cache(const KvCacheSpec& spec);
+  // Stores rows s.row0 .. of k and v ([rows, kv_dim]) as layer `layer`'s keys
+  // and values of positions s.pos0 .. of that sequence.
+  virtual void kv_store(KvCache& c, int layer, const float* k, const float* v, const SeqRows& s);
+  // out = causal attention of q ([rows, n_heads * head_dim]) over each
+  // sequence's cached positions 0 .. pos0 + n, for every SeqRows given.
+  virtual void kv_attention(const KvCache& c, int layer, const float* q, float* out, const SeqRows* seqs, int n_seqs,
+                            int n_heads, int n_kv_heads, int head_dim, float scale);
   // gate[i] = silu(gate[i]) * up[i]
   virtual void silu_mul(float* gate, const float* up, int64_t count) = 0;
   // x[i] = gelu(x[i]) with the exact erf form
@@ -113,6 +178,14 @@ class Backend {
   }
   // Blocks until queued work is done (no-op for the CPU).
   virtual void sync() = 0;
+  // Around a step of decoding only, whose shape repeats token after token: a
+  // backend that returns true from captures_decode() records the step's ops
+  // between the two calls (to replay them as one graph later) and must have
+  // run them by the time end_capture() returns. Others are never called (the
+  // CPU: no-ops).
+  virtual bool captures_decode() const { return false; }
+  virtual void begin_capture() {}
+  virtual void end_capture() {}
 };
 
 // The backend called `name` ("cpu"; others where they were built in), with

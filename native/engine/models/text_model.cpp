@@ -77,8 +77,8 @@ LlamaConfig read_llama_config(const GgufFile& f) {
   return c;
 }
 
-TextModel::TextModel(const GgufFile& f, Backend& be, int64_t n_ctx, DType kv_type)
-    : cfg_(read_llama_config(f)), be_(be), kv_type_(kv_type) {
+TextModel::TextModel(const GgufFile& f, Backend& be, int64_t n_ctx, DType kv_type, int n_seq, int64_t kv_cells)
+    : cfg_(read_llama_config(f)), be_(be), kv_type_(kv_type), cells_(1, 1) {
   if (kv_type != DType::F32 && kv_type != DType::F16)
     throw EngineError(err::kArgument, "KV cache type must be f16 or f32");
   const LlamaConfig& c = cfg_;
@@ -108,15 +108,22 @@ TextModel::TextModel(const GgufFile& f, Backend& be, int64_t n_ctx, DType kv_typ
   if (n_ctx_ > (int64_t{1} << 20)) throw EngineError(err::kArgument, "context size is too large");
   max_batch_ = std::min<int64_t>(kMaxBatch, n_ctx_);
 
-  // KV cache: one [n_ctx, kv_dim] matrix per layer for K and for V.
-  const size_t esize = kv_type == DType::F32 ? 4 : 2;
-  const size_t per = static_cast<size_t>(n_ctx_) * kv_dim * esize;
+  if (n_seq < 1 || n_seq > 256) throw EngineError(err::kArgument, "parallel must be between 1 and 256");
+  const int64_t total = kv_cells > 0 ? kv_cells : n_ctx_ * n_seq;
+  if (total < n_ctx_)
+    throw EngineError(err::kArgument, "a KV cache of " + std::to_string(total) +
+                                          " positions cannot hold one full context of " + std::to_string(n_ctx_));
+  if (total > INT32_MAX) throw EngineError(err::kArgument, "the KV cache is too large");
+  cells_ = KvCells(total, n_seq);
+
+  // KV cache: the backend's, for every sequence at once.
+  KvCacheSpec spec;
+  spec.n_layers = c.n_layers;
+  spec.cells = total;
+  spec.kv_dim = kv_dim;
+  spec.type = kv_type;
+  kv_ = be.make_kv_cache(spec);
   try {
-    for (int l = 0; l < c.n_layers; ++l) {
-      k_cache_.push_back(be.alloc_bytes(per));
-      v_cache_.push_back(be.alloc_bytes(per));
-    }
-    kv_bytes_ = 2 * per * c.n_layers;
     const int64_t B = max_batch_;
     x_ = be.alloc(B * c.dim);
     xb_ = be.alloc(B * c.dim);
@@ -126,7 +133,9 @@ TextModel::TextModel(const GgufFile& f, Backend& be, int64_t n_ctx, DType kv_typ
     att_ = be.alloc(B * c.dim);
     hb_ = be.alloc(B * c.ffn_dim);
     hb2_ = be.alloc(B * c.ffn_dim);
-    logits_ = be.alloc(std::min(B, kLogitRows) * c.n_vocab);
+    logit_rows_ = std::max<int64_t>(std::min(B, kLogitRows), n_seq);
+    logits_ = be.alloc(logit_rows_ * c.n_vocab);
+    ids_ = be.alloc_ids(B);
   } catch (...) {
     release();
     throw;
@@ -136,99 +145,173 @@ TextModel::TextModel(const GgufFile& f, Backend& be, int64_t n_ctx, DType kv_typ
 TextModel::~TextModel() { release(); }
 
 void TextModel::release() {
-  for (void* p : k_cache_) be_.free_bytes(p);
-  for (void* p : v_cache_) be_.free_bytes(p);
-  k_cache_.clear();
-  v_cache_.clear();
   for (float** p : {&x_, &xb_, &q_, &k_, &v_, &att_, &hb_, &hb2_, &logits_}) {
     if (*p) be_.free(*p);
     *p = nullptr;
   }
+  if (ids_) be_.free_ids(ids_);
+  ids_ = nullptr;
 }
 
 void TextModel::forward(const int32_t* tokens, const float* embd, int64_t n, int64_t pos0, float* logits,
                         bool all_logits, const std::atomic<bool>* abort) {
   if (n <= 0) throw EngineError(err::kArgument, "forward() needs at least one position");
-  if (pos0 < 0 || pos0 + n > n_ctx_)
+  if (pos0 < 0 || pos0 + n > n_ctx_ || !cells_.grow(0, pos0 + n))
     throw EngineError(err::kContext, "the sequence needs " + std::to_string(pos0 + n) +
                                          " positions but the context holds " + std::to_string(n_ctx_) +
                                          " (raise contextSize)");
+  const LlamaConfig& c = cfg_;
+  std::function<bool()> stop;
+  if (abort) stop = [abort] { return abort->load(std::memory_order_relaxed); };
   for (int64_t done = 0; done < n; done += max_batch_) {
     const int64_t m = std::min(max_batch_, n - done);
     const bool last = done + m == n;
-    float* out = all_logits ? logits + done * cfg_.n_vocab : (last ? logits : nullptr);
-    forward_chunk(tokens ? tokens + done : nullptr, embd ? embd + done * cfg_.dim : nullptr, m, pos0 + done,
-                  out, all_logits, abort);
+    SeqInput in;
+    in.seq = 0;
+    in.pos0 = pos0 + done;
+    in.n = m;
+    in.tokens = tokens ? tokens + done : nullptr;
+    in.embd = embd ? embd + done * c.dim : nullptr;
+    in.decode = m == 1 && n == 1;
+    if (!all_logits) {
+      in.logits = last && logits;
+      const float* out = forward_batch({in}, stop);
+      if (in.logits) {
+        be_.sync();
+        be_.to_host(logits, out, c.n_vocab);
+      }
+      continue;
+    }
+    // Every position's logits: the layers, then lm_head(norm(x)) a few rows at a time.
+    std::vector<SeqRows> rows;
+    int64_t n_decode = 0;
+    load_rows({in}, &rows, &n_decode);
+    run_layers(rows, n_decode, m, stop);
+    be_.rmsnorm(x_, w_.out_norm.data(), m, c.dim, c.norm_eps, xb_);
+    for (int64_t r = 0; r < m; r += kLogitRows) {
+      const int64_t k = std::min(kLogitRows, m - r);
+      be_.matmul(w_.output, xb_ + r * c.dim, k, logits_);
+      be_.sync();
+      be_.to_host(logits + (done + r) * c.n_vocab, logits_, k * c.n_vocab);
+    }
   }
 }
 
-void TextModel::forward_chunk(const int32_t* tokens, const float* embd, int64_t n, int64_t pos0,
-                              float* logits, bool all_logits, const std::atomic<bool>* abort) {
+void TextModel::load_rows(const std::vector<SeqInput>& batch, std::vector<SeqRows>* rows, int64_t* n_decode) {
+  const int64_t dim = cfg_.dim;
+  int64_t total = 0, dec = 0;
+  for (const SeqInput& in : batch) {
+    if (in.n <= 0 || (in.decode && in.n != 1) || (!in.tokens && !in.embd))
+      throw EngineError(err::kArgument, "forward_batch: an input has no rows, or a decoding step has more than one");
+    if (in.seq < 0 || in.seq >= cells_.n_seq() || in.pos0 < 0 || in.pos0 + in.n > cells_.held(in.seq) ||
+        in.pos0 + in.n > n_ctx_)
+      throw EngineError(err::kContext, "forward_batch: sequence " + std::to_string(in.seq) + " has no cache for positions " +
+                                           std::to_string(in.pos0) + ".." + std::to_string(in.pos0 + in.n));
+    total += in.n;
+    if (in.decode) ++dec;
+  }
+  if (total > max_batch_)
+    throw EngineError(err::kArgument, "forward_batch: " + std::to_string(total) + " rows exceed the batch of " +
+                                          std::to_string(max_batch_));
+  // Decoding steps take the first rows (the backend streams the weights for
+  // them), prompt chunks the rest (panels).
+  rows->clear();
+  pos_.resize(static_cast<size_t>(total));
+  int64_t next_dec = 0, next_prompt = dec;
+  for (const SeqInput& in : batch) {
+    SeqRows r;
+    r.row0 = in.decode ? next_dec++ : next_prompt;
+    if (!in.decode) next_prompt += in.n;
+    r.n = in.n;
+    r.pos0 = in.pos0;
+    r.cells = cells_.table(in.seq);
+    r.decode = in.decode;
+    rows->push_back(r);
+    for (int64_t i = 0; i < in.n; ++i) pos_[r.row0 + i] = static_cast<int32_t>(in.pos0 + i);
+    // x = embed_tokens(input_ids), or the given embeddings
+    if (in.embd) {
+      be_.from_host(x_ + r.row0 * dim, in.embd, in.n * dim);
+    } else {
+      be_.ids_from_host(ids_ + r.row0, in.tokens, in.n);
+      be_.get_rows(w_.tok_embd, ids_ + r.row0, in.n, x_ + r.row0 * dim);
+    }
+  }
+  *n_decode = dec;
+}
+
+const float* TextModel::forward_batch(const std::vector<SeqInput>& batch, const std::function<bool()>& stop) {
   const LlamaConfig& c = cfg_;
-  const int64_t dim = c.dim, kv_dim = static_cast<int64_t>(c.n_kv_heads) * c.head_dim;
+  const int64_t dim = c.dim;
+  std::vector<SeqRows> rows;
+  int64_t n_decode = 0;
+  int64_t n = 0;
+  for (const SeqInput& in : batch) n += in.n;
+  load_rows(batch, &rows, &n_decode);
+  // A step of decoding only repeats its shape token after token: a backend may
+  // record it once and replay it (begin_capture / end_capture).
+  struct Capture {
+    Backend* be;
+    explicit Capture(Backend* b) : be(b) {
+      if (be) be->begin_capture();
+    }
+    ~Capture() {
+      if (be) be->end_capture();
+    }
+  } capture(n_decode == n && be_.captures_decode() ? &be_ : nullptr);
+  run_layers(rows, n_decode, n, stop);
+  // logits = lm_head(norm(x)) of each input's last row that asks, as decode
+  // rows: one stream over the output matrix whatever their number.
+  int64_t k = 0;
+  for (size_t i = 0; i < batch.size(); ++i) {
+    if (!batch[i].logits) continue;
+    const int64_t last = rows[i].row0 + rows[i].n - 1;
+    be_.rmsnorm(x_ + last * dim, w_.out_norm.data(), 1, dim, c.norm_eps, xb_ + k * dim);
+    ++k;
+  }
+  if (k > 0) be_.matmul_batch(w_.output, xb_, k, 0, logits_);
+  return logits_;
+}
+
+void TextModel::run_layers(const std::vector<SeqRows>& rows, int64_t n_decode, int64_t n,
+                           const std::function<bool()>& stop) {
+  const LlamaConfig& c = cfg_;
+  const int64_t dim = c.dim;
+  const int64_t n_prompt = n - n_decode;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
   Backend& be = be_;
 
-  // x = embed_tokens(input_ids), or the given embeddings
-  if (embd) be.from_host(x_, embd, n * dim);
-  else be.get_rows(w_.tok_embd, tokens, n, x_);
-
   for (int l = 0; l < c.n_layers; ++l) {
-    if (abort && abort->load(std::memory_order_relaxed)) throw EngineError(err::kAborted, "generation aborted");
+    if (stop && stop()) throw EngineError(err::kAborted, "generation aborted");
     const LlamaLayer& L = w_.layers[l];
     // xb = input_layernorm(x) (from layer 1 on, the previous layer's fused residual step did it)
     if (l == 0) be.rmsnorm(x_, L.attn_norm.data(), n, dim, c.norm_eps, xb_);
     // q, k, v = q_proj(xb), k_proj(xb), v_proj(xb)
-    be.matmul(L.wq, xb_, n, q_);
-    be.matmul(L.wk, xb_, n, k_);
-    be.matmul(L.wv, xb_, n, v_);
+    be.matmul_batch(L.wq, xb_, n_decode, n_prompt, q_);
+    be.matmul_batch(L.wk, xb_, n_decode, n_prompt, k_);
+    be.matmul_batch(L.wv, xb_, n_decode, n_prompt, v_);
     // apply_rotary_pos_emb (adjacent-pair form; the converter permuted Q/K rows to match)
-    be.rope(q_, n, c.n_heads, c.head_dim, pos0, c.rope_base);
-    be.rope(k_, n, c.n_kv_heads, c.head_dim, pos0, c.rope_base);
-    // past_key_value.update(k, v)
-    be.store_rows(k_cache_[l], kv_type_, pos0, k_, n, kv_dim);
-    be.store_rows(v_cache_[l], kv_type_, pos0, v_, n, kv_dim);
-    // att = softmax(q kᵀ / sqrt(head_dim) + causal mask) v, KV heads shared by groups of query heads
-    AttentionArgs a;
-    a.q = q_;
-    a.k = k_cache_[l];
-    a.v = v_cache_[l];
-    a.kv_type = kv_type_;
-    a.out = att_;
-    a.n = n;
-    a.n_kv = pos0 + n;
-    a.pos0 = pos0;
-    a.n_heads = c.n_heads;
-    a.n_kv_heads = c.n_kv_heads;
-    a.head_dim = c.head_dim;
-    a.causal = true;
-    a.scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
-    be.attention(a);
+    be.rope_rows(q_, n, c.n_heads, c.head_dim, pos_.data(), c.rope_base);
+    be.rope_rows(k_, n, c.n_kv_heads, c.head_dim, pos_.data(), c.rope_base);
+    // past_key_value.update(k, v), each sequence into its own cells
+    for (const SeqRows& r : rows) be.kv_store(*kv_, l, k_, v_, r);
+    // att = softmax(q kᵀ / sqrt(head_dim) + causal mask) v over each sequence's
+    // own positions, KV heads shared by groups of query heads
+    be.kv_attention(*kv_, l, q_, att_, rows.data(), static_cast<int>(rows.size()), c.n_heads, c.n_kv_heads,
+                    c.head_dim, scale);
     // x = x + o_proj(att); xb = post_attention_layernorm(x)
-    be.matmul(L.wo, att_, n, xb_);
+    be.matmul_batch(L.wo, att_, n_decode, n_prompt, xb_);
     be.add_rmsnorm(x_, xb_, L.ffn_norm.data(), n, dim, c.norm_eps, xb_);
     // x = x + down_proj(silu(gate_proj(xb)) * up_proj(xb))
-    be.matmul(L.w_gate, xb_, n, hb_);
-    be.matmul(L.w_up, xb_, n, hb2_);
+    be.matmul_batch(L.w_gate, xb_, n_decode, n_prompt, hb_);
+    be.matmul_batch(L.w_up, xb_, n_decode, n_prompt, hb2_);
     be.silu_mul(hb_, hb2_, n * c.ffn_dim);
-    be.matmul(L.w_down, hb_, n, xb_);
+    be.matmul_batch(L.w_down, hb_, n_decode, n_prompt, xb_);
     if (l + 1 < c.n_layers) {
       // ...and xb = the next layer's input_layernorm(x), in the same pass
       be.add_rmsnorm(x_, xb_, w_.layers[l + 1].attn_norm.data(), n, dim, c.norm_eps, xb_);
     } else {
       be.add(x_, xb_, n * dim);
     }
-  }
-
-  if (!logits) return;  // an early prompt chunk: only the cache mattered
-  // logits = lm_head(norm(x)), for the last row unless every row is wanted
-  const int64_t first = all_logits ? 0 : n - 1;
-  const int64_t rows = n - first;
-  be.rmsnorm(x_ + first * dim, w_.out_norm.data(), rows, dim, c.norm_eps, xb_);
-  for (int64_t r = 0; r < rows; r += kLogitRows) {
-    const int64_t m = std::min(kLogitRows, rows - r);
-    be.matmul(w_.output, xb_ + r * dim, m, logits_);
-    be.sync();
-    be.to_host(logits + r * c.n_vocab, logits_, m * c.n_vocab);
   }
 }
 

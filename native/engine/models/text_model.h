@@ -2,10 +2,12 @@
 #pragma once
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
 #include "backend/backend.h"
+#include "models/kv_cells.h"
 
 namespace cxr {
 
@@ -46,19 +48,47 @@ struct LlamaWeights {
 // Reads hyperparameters from llama.* keys, with the model's own file named in errors.
 LlamaConfig read_llama_config(const GgufFile& f);
 
+// One sequence's rows in a batched forward pass (forward_batch).
+struct SeqInput {
+  int seq = 0;                     // which sequence: its KV cells
+  int64_t pos0 = 0;                // position of the first row
+  int64_t n = 0;                   // rows
+  const int32_t* tokens = nullptr; // n token ids (host), or
+  const float* embd = nullptr;     // n input embeddings [n, dim] (host)
+  bool decode = false;             // a decoding step: n == 1, the token just sampled
+  bool logits = false;             // wants the logits of its last row
+};
+
 class TextModel {
  public:
-  // n_ctx: KV cache length (0: min(ctx_train, 4096)). kv_type: F16 or F32.
-  TextModel(const GgufFile& f, Backend& be, int64_t n_ctx, DType kv_type);
+  // n_ctx: the most positions one sequence holds (0: min(ctx_train, 4096)).
+  // kv_type: F16 or F32. n_seq sequences share a KV cache of kv_cells
+  // positions (0: n_ctx * n_seq).
+  TextModel(const GgufFile& f, Backend& be, int64_t n_ctx, DType kv_type, int n_seq = 1, int64_t kv_cells = 0);
   ~TextModel();
   TextModel(const TextModel&) = delete;
   TextModel& operator=(const TextModel&) = delete;
 
   const LlamaConfig& config() const { return cfg_; }
   int64_t n_ctx() const { return n_ctx_; }
-  size_t kv_bytes() const { return kv_bytes_; }
+  int n_seq() const { return cells_.n_seq(); }
+  size_t kv_bytes() const { return kv_->bytes(); }
+  int64_t max_batch() const { return max_batch_; }
+  // Which cache cells each sequence holds; the scheduler grows and shrinks them.
+  KvCells& cells() { return cells_; }
+  const KvCells& cells() const { return cells_; }
 
-  // Feeds n positions starting at pos0 into the cache: either token ids or,
+  // Runs rows of several sequences through the model in one pass: every
+  // weight is read once for all of them. Each input's cells must already hold
+  // positions 0 .. pos0 + n (cells().grow); its rows are stored in them and
+  // attend causally to its own positions only. Decoding steps and prompt
+  // chunks may be mixed; a row's result is the same whatever else is in the
+  // batch. At most max_batch() rows. Returns backend memory with the logits
+  // ([k, n_vocab]) of the last row of each input that asked, in input order.
+  // Throws EngineError(kAborted) when `stop` (if given) returns true; it is asked between layers.
+  const float* forward_batch(const std::vector<SeqInput>& batch, const std::function<bool()>& stop = {});
+
+  // Sequence 0 alone: feeds n positions starting at pos0 into the cache: either token ids or,
   // when `embd` is given, ready-made input embeddings [n, dim] (host memory,
   // e.g. projected image features). Positions >= pos0 + n in the cache become
   // stale. Writes the logits of the last position to `logits` (n_vocab floats,
@@ -70,9 +100,11 @@ class TextModel {
                bool all_logits, const std::atomic<bool>* abort = nullptr);
 
  private:
-  void release();  // frees the cache and scratch; safe to call twice
-  void forward_chunk(const int32_t* tokens, const float* embd, int64_t n, int64_t pos0, float* logits,
-                     bool all_logits, const std::atomic<bool>* abort);
+  void release();  // frees the scratch; safe to call twice
+  // Fills x_ with the inputs' rows (decoding steps first) and describes them.
+  void load_rows(const std::vector<SeqInput>& batch, std::vector<SeqRows>* rows, int64_t* n_decode);
+  // The decoder layers over the rows in x_; leaves the final hidden states in x_.
+  void run_layers(const std::vector<SeqRows>& rows, int64_t n_decode, int64_t n, const std::function<bool()>& stop);
 
   LlamaConfig cfg_;
   Backend& be_;
@@ -80,11 +112,14 @@ class TextModel {
   int64_t n_ctx_ = 0;
   int64_t max_batch_ = 0;
   DType kv_type_;
-  size_t kv_bytes_ = 0;
-  std::vector<void*> k_cache_, v_cache_;  // per layer: [n_ctx, n_kv_heads * head_dim]
-  // Scratch activations for up to max_batch_ rows (logits_: up to kLogitRows).
+  std::unique_ptr<KvCache> kv_;
+  KvCells cells_;
+  // Scratch activations for up to max_batch_ rows (logits_: up to max(kLogitRows, n_seq) rows).
   float *x_ = nullptr, *xb_ = nullptr, *q_ = nullptr, *k_ = nullptr, *v_ = nullptr, *att_ = nullptr,
         *hb_ = nullptr, *hb2_ = nullptr, *logits_ = nullptr;
+  int32_t* ids_ = nullptr;        // token ids of the rows, backend memory
+  int64_t logit_rows_ = 0;
+  std::vector<int32_t> pos_;      // position of each row, host
 };
 
 }  // namespace cxr

@@ -105,13 +105,21 @@ int32_t Sampler::sample(float* logits, int32_t n_vocab, const std::vector<int32_
   } else {
     std::sort(cand_.begin(), cand_.end(), better);
   }
+  return draw(cand_, n);
+}
 
+int32_t Sampler::sample_top_k(std::vector<std::pair<float, int32_t>>& cand) {
+  if (cand.empty()) throw EngineError(err::kArgument, "sampler: no candidates");
+  return draw(cand, cand.size());
+}
+
+int32_t Sampler::draw(std::vector<std::pair<float, int32_t>>& cand, size_t n) {
   // Softmax at temperature, shifted by the max so exp never overflows. The
-  // probabilities replace the logits in cand_ (order is unchanged: exp is monotone).
-  const float max_l = cand_[0].first;
-  if (std::isinf(max_l)) return cand_[0].second;  // -inf: nothing is possible; +inf: a certainty
+  // probabilities replace the logits in cand (order is unchanged: exp is monotone).
+  const float max_l = cand[0].first;
+  if (std::isinf(max_l)) return cand[0].second;  // -inf: nothing is possible; +inf: a certainty
   double sum = 0.0;
-  for (auto& c : cand_) {
+  for (auto& c : cand) {
     const double e = std::exp((static_cast<double>(c.first) - max_l) / p_.temperature);
     c.first = static_cast<float>(e);
     sum += e;
@@ -122,7 +130,7 @@ int32_t Sampler::sample(float* logits, int32_t n_vocab, const std::vector<int32_
     double cum = 0.0;
     size_t keep = n;
     for (size_t i = 0; i < n; ++i) {
-      cum += cand_[i].first / sum;
+      cum += cand[i].first / sum;
       if (cum >= p_.top_p) {
         keep = i + 1;
         break;
@@ -130,17 +138,17 @@ int32_t Sampler::sample(float* logits, int32_t n_vocab, const std::vector<int32_
     }
     n = keep;
     sum = 0.0;
-    for (size_t i = 0; i < n; ++i) sum += cand_[i].first;
+    for (size_t i = 0; i < n; ++i) sum += cand[i].first;
   }
 
   // Draw from the renormalised distribution over the n survivors.
   const double u = rng_.next_double() * sum;
   double cum = 0.0;
   for (size_t i = 0; i < n; ++i) {
-    cum += cand_[i].first;
-    if (u < cum) return cand_[i].second;
+    cum += cand[i].first;
+    if (u < cum) return cand[i].second;
   }
-  return cand_[n - 1].second;  // u landed on rounding slack at the very end
+  return cand[n - 1].second;  // u landed on rounding slack at the very end
 }
 
 void top_logprobs(const float* logits, int32_t n_vocab, int32_t chosen, int32_t n,

@@ -5,7 +5,9 @@
 // draw. The random source is our own (splitmix64 + xoshiro256**), not <random>'s
 // distributions, so one seed gives the same text on every platform and compiler.
 #pragma once
+#include <cstddef>
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 namespace cxr {
@@ -34,8 +36,16 @@ class Sampler {
   // Chooses a token. `logits` has n_vocab entries and may be modified.
   // `history` is every token so far (prompt and generated), for the penalty.
   int32_t sample(float* logits, int32_t n_vocab, const std::vector<int32_t>& history);
+  // The same from the k best (logit, id) pairs, best first (ties: lower id
+  // first), as a backend's top_k gives them: exactly what sample() picks with
+  // top_k = k, no repetition penalty and temperature > 0.
+  int32_t sample_top_k(std::vector<std::pair<float, int32_t>>& cand);
+  const SamplerParams& params() const { return p_; }
 
  private:
+  // Softmax at temperature, top-p and the draw, over candidates sorted best first.
+  int32_t draw(std::vector<std::pair<float, int32_t>>& cand, size_t n);
+
   SamplerParams p_;
   Rng rng_;
   std::vector<std::pair<float, int32_t>> cand_;  // reused scratch

@@ -316,8 +316,9 @@ void decode(ThreadPool& pool, const AttentionArgs& a, const Kernels& kern) {
         const uint8_t* vrows[kDecodeKeys];
         for (int j = 0; j < kDecodeKeys; ++j) {
           const int64_t key = j0 + (j < nk ? j : 0);
-          krows[j] = kbase + key * row_bytes;
-          vrows[j] = vbase + key * row_bytes;
+          const int64_t row = a.cells ? a.cells[key] : key;
+          krows[j] = kbase + row * row_bytes;
+          vrows[j] = vbase + row * row_bytes;
         }
         for (int h = 0; h < H; ++h) {
           float* o = part + h * stride;
@@ -389,7 +390,7 @@ void prompt(ThreadPool& pool, const AttentionArgs& a, const Kernels& kern) {
           std::fill_n(vt + j * hd, hd, 0.0f);
           continue;
         }
-        const int64_t at = key * kv_width + h * hd;
+        const int64_t at = (a.cells ? a.cells[key] : key) * kv_width + h * hd;
         if (f16) {
           kern.f16_to_f32(static_cast<const uint16_t*>(a.k) + at, row.data(), hd);
           kern.f16_to_f32(static_cast<const uint16_t*>(a.v) + at, vt + j * hd, hd);
@@ -474,7 +475,7 @@ void cpu_attention(ThreadPool& pool, const AttentionArgs& a) {
 #endif
                                           kScalar;
   if (a.n <= 0) return;
-  if (a.n == 1) decode(pool, a, kern);
+  if (a.n == 1 && a.decode) decode(pool, a, kern);
   else prompt(pool, a, kern);
 }
 

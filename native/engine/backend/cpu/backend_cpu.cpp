@@ -289,6 +289,54 @@ class CpuBackend final : public Backend {
     cpu_matmul(pool_, W, x, n, y, bias, scratch_);
   }
 
+  // Two passes over the weights when both kinds are present: the decode rows
+  // stream them (memory-bound), the prompt rows go through panels (compute-bound).
+  void matmul_batch(const Weight& W, const float* x, int64_t n_decode, int64_t n_prompt, float* y) override {
+    if (n_decode > 0) cpu_matmul(pool_, W, x, n_decode, y, nullptr, scratch_, MatmulRoute::Decode);
+    if (n_prompt > 0)
+      cpu_matmul(pool_, W, x + n_decode * W.cols, n_prompt, y + n_decode * W.rows, nullptr, scratch_,
+                 MatmulRoute::Prompt);
+  }
+
+  int32_t* alloc_ids(size_t n) override { return static_cast<int32_t*>(alloc_bytes(n * sizeof(int32_t))); }
+  void free_ids(int32_t* p) override { free_bytes(p); }
+  void ids_from_host(int32_t* dst, const int32_t* src, size_t n) override {
+    std::memcpy(dst, src, n * sizeof(int32_t));
+  }
+  void ids_to_host(int32_t* dst, const int32_t* src, size_t n) override { std::memcpy(dst, src, n * sizeof(int32_t)); }
+
+  void argmax(const float* x, int64_t n, int64_t width, int32_t* ids) override {
+    for (int64_t r = 0; r < n; ++r) {
+      const float* row = x + r * width;
+      int64_t best = 0;
+      float bv = std::isnan(row[0]) ? -INFINITY : row[0];
+      for (int64_t i = 1; i < width; ++i) {
+        const float v = std::isnan(row[i]) ? -INFINITY : row[i];
+        if (v > bv) {  // strict: the lowest index wins ties
+          bv = v;
+          best = i;
+        }
+      }
+      ids[r] = static_cast<int32_t>(best);
+    }
+  }
+
+  void top_k(const float* x, int64_t n, int64_t width, int k, float* vals, int32_t* ids) override {
+    const int64_t kk = std::min<int64_t>(k, width);
+    std::vector<std::pair<float, int32_t>> c(static_cast<size_t>(width));
+    for (int64_t r = 0; r < n; ++r) {
+      const float* row = x + r * width;
+      for (int64_t i = 0; i < width; ++i) c[i] = {std::isnan(row[i]) ? -INFINITY : row[i], static_cast<int32_t>(i)};
+      std::partial_sort(c.begin(), c.begin() + kk, c.end(), [](const auto& a, const auto& b) {
+        return a.first != b.first ? a.first > b.first : a.second < b.second;
+      });
+      for (int64_t i = 0; i < kk; ++i) {
+        vals[r * k + i] = c[i].first;
+        ids[r * k + i] = c[i].second;
+      }
+    }
+  }
+
   void get_rows(const Weight& E, const int32_t* ids, int64_t n, float* out) override {
     const TypeTraits& et = type_traits(E.type);
     const size_t erow = dtype_row_bytes(E.type, E.cols);
@@ -341,6 +389,25 @@ class CpuBackend final : public Backend {
       }
     });
   }
+
+  void rope_rows(float* x, int64_t n, int n_heads, int head_dim, const int32_t* pos, float theta) override {
+    const std::vector<float>& table = rope_rows_table(n, head_dim, pos, theta);
+    const RowKernels& k = row_kernels();
+    const int64_t width = static_cast<int64_t>(n_heads) * head_dim;
+    pool_.parallel_for(n, 4, [&](int64_t b, int64_t e, int) {
+      for (int64_t t = b; t < e; ++t) {
+        const float* cs = table.data() + t * 2 * head_dim;
+        for (int h = 0; h < n_heads; ++h) k.rope_head(x + t * width + h * head_dim, cs, cs + head_dim, head_dim);
+      }
+    });
+  }
+
+  std::unique_ptr<KvCache> make_kv_cache(const KvCacheSpec& spec) override;
+
+  void kv_store(KvCache& c, int layer, const float* k, const float* v, const SeqRows& s) override;
+
+  void kv_attention(const KvCache& c, int layer, const float* q, float* out, const SeqRows* seqs, int n_seqs,
+                    int n_heads, int n_kv_heads, int head_dim, float scale) override;
 
   void store_rows(void* dst, DType type, int64_t row0, const float* src, int64_t n, int64_t width) override {
     if (type == DType::F32) {
@@ -400,6 +467,33 @@ class CpuBackend final : public Backend {
     return rope_.table;
   }
 
+  // The rotary table for positions pos[0 .. n), laid out as rope_table's.
+  // Consecutive runs of positions (a prompt chunk) and single decode positions
+  // come out bit for bit as rope_table makes them.
+  const std::vector<float>& rope_rows_table(int64_t n, int head_dim, const int32_t* pos, float theta) {
+    if (rope_rows_.head_dim != head_dim || rope_rows_.theta != theta ||
+        rope_rows_.pos.size() != static_cast<size_t>(n) || !std::equal(pos, pos + n, rope_rows_.pos.begin())) {
+      rope_rows_.table.resize(static_cast<size_t>(n) * 2 * head_dim);
+      const int half = head_dim / 2;
+      std::vector<double> inv_freq(half);
+      for (int i = 0; i < half; ++i) inv_freq[i] = std::pow(static_cast<double>(theta), -2.0 * i / head_dim);
+      for (int64_t t = 0; t < n; ++t) {
+        float* cs = rope_rows_.table.data() + t * 2 * head_dim;
+        float* sn = cs + head_dim;
+        const double p = static_cast<double>(pos[t]);
+        for (int i = 0; i < half; ++i) {
+          const double a = p * static_cast<float>(inv_freq[i]);
+          cs[2 * i] = cs[2 * i + 1] = static_cast<float>(std::cos(a));
+          sn[2 * i] = sn[2 * i + 1] = static_cast<float>(std::sin(a));
+        }
+      }
+      rope_rows_.pos.assign(pos, pos + n);
+      rope_rows_.head_dim = head_dim;
+      rope_rows_.theta = theta;
+    }
+    return rope_rows_.table;
+  }
+
   static bool repack_wanted(const Weight& w) {
     if (!x8_type(w.type) || w.rows % kX8Rows != 0 || w.cols % 32 != 0) return false;
     const char* env = std::getenv("CXR_REPACK");
@@ -434,7 +528,108 @@ class CpuBackend final : public Backend {
     float theta = 0;
     std::vector<float> table;
   } rope_;
+  struct {
+    std::vector<int32_t> pos;
+    int head_dim = -1;
+    float theta = 0;
+    std::vector<float> table;
+  } rope_rows_;
 };
+
+// The CPU's KV cache: per layer, one [cells, kv_dim] matrix for K and one for
+// V in host memory. Not zeroed: a cell is read only after it is written, and
+// untouched pages of a large cache cost no memory until a sequence reaches them.
+class CpuKvCache final : public KvCache {
+ public:
+  explicit CpuKvCache(const KvCacheSpec& spec) : spec_(spec) {
+    if (spec.type != DType::F32 && spec.type != DType::F16)
+      throw EngineError(err::kArgument, "KV cache type must be f16 or f32");
+    row_bytes_ = static_cast<size_t>(spec.kv_dim) * (spec.type == DType::F32 ? 4 : 2);
+    const size_t per = row_bytes_ * static_cast<size_t>(spec.cells);
+    try {
+      for (int l = 0; l < spec.n_layers; ++l) {
+        k_.push_back(alloc_host(per, false));
+        v_.push_back(alloc_host(per, false));
+      }
+    } catch (...) {
+      release();
+      throw;
+    }
+    bytes_ = 2 * per * spec.n_layers;
+  }
+  ~CpuKvCache() override { release(); }
+  const KvCacheSpec& spec() const override { return spec_; }
+  size_t bytes() const override { return bytes_; }
+  void* k(int l) const { return k_[l]; }
+  void* v(int l) const { return v_[l]; }
+  size_t row_bytes() const { return row_bytes_; }
+
+ private:
+  void release() {
+    for (void* p : k_) free_host(p);
+    for (void* p : v_) free_host(p);
+    k_.clear();
+    v_.clear();
+  }
+  KvCacheSpec spec_;
+  size_t row_bytes_ = 0, bytes_ = 0;
+  std::vector<void*> k_, v_;
+};
+
+std::unique_ptr<KvCache> CpuBackend::make_kv_cache(const KvCacheSpec& spec) {
+  return std::make_unique<CpuKvCache>(spec);
+}
+
+void CpuBackend::kv_store(KvCache& cache, int layer, const float* k, const float* v, const SeqRows& s) {
+  auto& c = static_cast<CpuKvCache&>(cache);
+  const int64_t width = c.spec().kv_dim;
+  const DType type = c.spec().type;
+  const RowKernels& rk = row_kernels();
+  // Runs of consecutive cells go in one store each.
+  for (int64_t i = 0; i < s.n;) {
+    const int32_t cell0 = s.cells[s.pos0 + i];
+    int64_t run = 1;
+    while (i + run < s.n && s.cells[s.pos0 + i + run] == cell0 + run) ++run;
+    for (int which = 0; which < 2; ++which) {
+      const float* src = (which ? v : k) + (s.row0 + i) * width;
+      void* dst = which ? c.v(layer) : c.k(layer);
+      if (type == DType::F32) {
+        std::memcpy(static_cast<float*>(dst) + cell0 * width, src, run * width * sizeof(float));
+      } else {
+        uint16_t* d = static_cast<uint16_t*>(dst) + cell0 * width;
+        pool_.parallel_for(run * width, kElementGrain,
+                           [&](int64_t b, int64_t e, int) { rk.to_f16(src + b, d + b, e - b); });
+      }
+    }
+    i += run;
+  }
+}
+
+void CpuBackend::kv_attention(const KvCache& cache, int layer, const float* q, float* out, const SeqRows* seqs,
+                              int n_seqs, int n_heads, int n_kv_heads, int head_dim, float scale) {
+  const auto& c = static_cast<const CpuKvCache&>(cache);
+  const int64_t q_width = static_cast<int64_t>(n_heads) * head_dim;
+  for (int i = 0; i < n_seqs; ++i) {
+    const SeqRows& s = seqs[i];
+    AttentionArgs a;
+    a.q = q + s.row0 * q_width;
+    a.k = c.k(layer);
+    a.v = c.v(layer);
+    a.kv_type = c.spec().type;
+    a.out = out + s.row0 * q_width;
+    a.n = s.n;
+    a.n_kv = s.pos0 + s.n;
+    a.pos0 = s.pos0;
+    a.n_heads = n_heads;
+    a.n_kv_heads = n_kv_heads;
+    a.head_dim = head_dim;
+    a.causal = true;
+    a.scale = scale;
+    a.cells = s.cells;
+    a.decode = s.decode;
+    cpu_attention(pool_, a);
+  }
+}
 
 }  // namespace
 

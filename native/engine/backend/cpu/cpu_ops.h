@@ -9,10 +9,16 @@
 
 namespace cxr {
 
+// How a matmul's rows are computed. Auto picks by row count; Decode rows are
+// streamed against the weights (GEMV kernels, several rows sharing each read),
+// Prompt rows go through the panel kernels: either way a row's result does not
+// depend on how many rows come with it.
+enum class MatmulRoute { Auto, Decode, Prompt };
+
 // y[n, W.rows] = x[n, W.cols] · Wᵀ (+ bias). `scratch` holds the converted
 // activations and is reused across calls.
 void cpu_matmul(ThreadPool& pool, const Weight& W, const float* x, int64_t n, float* y, const float* bias,
-                std::vector<uint8_t>& scratch);
+                std::vector<uint8_t>& scratch, MatmulRoute route = MatmulRoute::Auto);
 
 // Multi-head attention as described by AttentionArgs (backend.h).
 void cpu_attention(ThreadPool& pool, const AttentionArgs& a);

@@ -128,6 +128,11 @@ const GemmKernels* gemm_kernels_avx512();
 // take Q4_0 with offset 8): with the rows in lanes, 256-bit vectors already
 // keep the core ahead of memory.
 void q4x8_gemv_avx2(const uint8_t* w, int64_t groups, const QActs& x, float* y, const float* bias);
+// The same for nt <= kX8GemvTokens tokens at once (x[t], y[t]): each block's
+// nibbles are unpacked once for all of them, and every token's result is bit
+// for bit what q4x8_gemv_avx2 gives it alone.
+constexpr int kX8GemvTokens = 4;
+void q4x8_gemv_n_avx2(const uint8_t* w, int64_t groups, const QActs* x, int nt, float* const* y, const float* bias);
 #endif
 
 }  // namespace detail

@@ -108,6 +108,9 @@ constexpr int64_t kGemvMaxTokens = 3;
 // together: in a perf profile of that decode, time spent waiting at the end of
 // a matmul fell from 5.7% (quarter shares) to 2.2%.
 constexpr int64_t kGemvMinRows = 32;
+// Weight bytes that several decoding tokens take in turn before moving on:
+// well inside a core's L2.
+constexpr size_t kGemvTileBytes = size_t{128} << 10;
 
 // A per-thread, 64-byte aligned buffer for packed panels, grown on demand and
 // kept for the thread's life (pool threads live as long as the backend).
@@ -188,10 +191,10 @@ void vec_dot_matmul(ThreadPool& pool, const Weight& W, const float* x, int64_t n
 }
 
 void int_matmul(ThreadPool& pool, const GemmKernels& panel_kernels, const Weight& W, const float* x, int64_t n,
-                float* y, const float* bias, std::vector<uint8_t>& scratch) {
+                float* y, const float* bias, std::vector<uint8_t>& scratch, MatmulRoute route) {
   const int64_t rows = W.rows, cols = W.cols, nb = cols / QK8_0;
   const size_t wrow = dtype_row_bytes(W.type, cols);
-  const bool gemv = n <= kGemvMaxTokens;
+  const bool gemv = route == MatmulRoute::Decode || (route == MatmulRoute::Auto && n <= kGemvMaxTokens);
   // Decoding may pair the panel set with another set's GEMV (gemv_kernels()).
   const GemmKernels& gk = gemv ? *detail::gemv_kernels() : panel_kernels;
   const int offset = gk.int_offset(W.type);
@@ -245,14 +248,44 @@ void int_matmul(ThreadPool& pool, const GemmKernels& panel_kernels, const Weight
     // Repacked weights go whole row groups (repack.h) at a time. A group is as
     // many bytes as its 8 rows were, so row r still starts at r * wrow.
     const int64_t unit = x8 ? kX8Rows : 1;
+    // Several tokens walk the rows a tile at a time, so the tile they all
+    // read comes from memory once and from cache after.
+    // Q4_0 x8 weights meet several tokens in one kernel call (gemm.h); both
+    // x86 sets decode Q4_0 x8 with the AVX2 kernel, whose numbers it keeps.
+#if defined(__x86_64__) || defined(_M_X64)
+    const bool q4_multi = n > 1 && x8 && W.type == DType::Q4_0 &&
+                          (&gk == detail::gemm_kernels_avx2() || &gk == detail::gemm_kernels_avx512());
+#else
+    const bool q4_multi = false;
+#endif
+    const int64_t tile = n == 1 ? rows / unit
+                                : std::max<int64_t>(1, static_cast<int64_t>(kGemvTileBytes / (wrow * unit)));
     pool.parallel_for_shrinking(rows / unit, std::max<int64_t>(1, kGemvMinRows / unit), [&](int64_t u0, int64_t u1, int) {
-      const int64_t r0 = u0 * unit;
-      for (int64_t t = 0; t < n; ++t) {
-        const QActs one{xq + t * nb * 32, xd + t * nb, xc + t * nb, 1, nb};
-        float* yt = y + t * rows + r0;
-        const float* b = bias ? bias + r0 : nullptr;
-        if (x8) gk.x8_gemv(W.type, wbase + r0 * wrow, u1 - u0, one, yt, b);
-        else gk.int_gemv(W.type, wbase + r0 * wrow, wrow, (u1 - u0) * unit, one, yt, b);
+      for (int64_t s0 = u0; s0 < u1; s0 += tile) {
+        const int64_t s1 = std::min(u1, s0 + tile);
+        const int64_t r0 = s0 * unit;
+        if (q4_multi) {
+          // Up to kX8GemvTokens tokens per pass over the tile's blocks.
+          for (int64_t t0 = 0; t0 < n; t0 += detail::kX8GemvTokens) {
+            const int nt = static_cast<int>(std::min<int64_t>(detail::kX8GemvTokens, n - t0));
+            QActs xs[detail::kX8GemvTokens];
+            float* ys[detail::kX8GemvTokens];
+            for (int k = 0; k < nt; ++k) {
+              const int64_t t = t0 + k;
+              xs[k] = QActs{xq + t * nb * 32, xd + t * nb, xc + t * nb, 1, nb};
+              ys[k] = y + t * rows + r0;
+            }
+            detail::q4x8_gemv_n_avx2(wbase + r0 * wrow, s1 - s0, xs, nt, ys, bias ? bias + r0 : nullptr);
+          }
+          continue;
+        }
+        for (int64_t t = 0; t < n; ++t) {
+          const QActs one{xq + t * nb * 32, xd + t * nb, xc + t * nb, 1, nb};
+          float* yt = y + t * rows + r0;
+          const float* b = bias ? bias + r0 : nullptr;
+          if (x8) gk.x8_gemv(W.type, wbase + r0 * wrow, s1 - s0, one, yt, b);
+          else gk.int_gemv(W.type, wbase + r0 * wrow, wrow, (s1 - s0) * unit, one, yt, b);
+        }
       }
     });
     return;
@@ -295,7 +328,7 @@ void float_matmul(ThreadPool& pool, const GemmKernels& gk, const Weight& W, cons
 }  // namespace
 
 void cpu_matmul(ThreadPool& pool, const Weight& W, const float* x, int64_t n, float* y, const float* bias,
-                std::vector<uint8_t>& scratch) {
+                std::vector<uint8_t>& scratch, MatmulRoute route) {
   if (n <= 0 || W.rows <= 0) return;
   const GemmKernels* gk = detail::gemm_kernels();
   if (gk) {
@@ -303,8 +336,9 @@ void cpu_matmul(ThreadPool& pool, const Weight& W, const float* x, int64_t n, fl
     // The kernels address a panel's rows with 32-bit offsets.
     const bool offsets_fit = wrow * gk->panel_rows < static_cast<size_t>(std::numeric_limits<int32_t>::max());
     if ((W.type == DType::Q4_0 || W.type == DType::Q8_0) && offsets_fit)
-      return int_matmul(pool, *gk, W, x, n, y, bias, scratch);
-    if ((W.type == DType::F32 || W.type == DType::F16 || W.type == DType::BF16) && n >= kFloatGemmMinTokens)
+      return int_matmul(pool, *gk, W, x, n, y, bias, scratch, route);
+    const bool panels = route == MatmulRoute::Prompt || (route == MatmulRoute::Auto && n >= kFloatGemmMinTokens);
+    if ((W.type == DType::F32 || W.type == DType::F16 || W.type == DType::BF16) && panels)
       return float_matmul(pool, *gk, W, x, n, y, bias);
   }
   vec_dot_matmul(pool, W, x, n, y, bias, scratch);

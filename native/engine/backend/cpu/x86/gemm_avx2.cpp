@@ -440,6 +440,61 @@ void q4x8_gemv_avx2(const uint8_t* w, int64_t groups, const QActs& x, float* y, 
   });
 }
 
+template <int NT>
+void q4x8_gemv_nt(const uint8_t* w, int64_t groups, const QActs* x, float* const* y, const float* bias) {
+  constexpr size_t kGroupBlock = x8_block_bytes(DType::Q4_0);
+  const __m256i low4 = _mm256_set1_epi8(15);
+  const __m256i ones = _mm256_set1_epi16(1);
+  const int64_t nb = x[0].nb;
+  for (int64_t g = 0; g < groups; ++g) {
+    const uint8_t* p = w + static_cast<size_t>(g * nb) * kGroupBlock;
+    __m256 acc[NT];
+    #pragma GCC unroll 4
+    for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; ++b, p += kGroupBlock) {
+      for (size_t l = 0; l < kGroupBlock; l += 64)
+        _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetchBytes + l), _MM_HINT_T0);
+      __m256i lo[4], hi[4];
+      #pragma GCC unroll 4
+      for (int c = 0; c < 4; ++c) {
+        const __m256i v = x8_chunk(p, c);
+        lo[c] = _mm256_and_si256(v, low4);
+        hi[c] = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
+      }
+      const __m256 scales = x8_scales(p);
+      #pragma GCC unroll 4
+      for (int t = 0; t < NT; ++t) {
+        // As q4x8_gemv_avx2 forms a block's dot (integer sums: exact in any order).
+        const int8_t* xq = x[t].q + b * 32;
+        __m256i s16 = _mm256_setzero_si256();
+        #pragma GCC unroll 4
+        for (int c = 0; c < 4; ++c) {
+          s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(lo[c], x8_quad(xq, c)));
+          s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(hi[c], x8_quad(xq, c + 4)));
+        }
+        const __m256i s = _mm256_add_epi32(_mm256_madd_epi16(s16, ones), _mm256_set1_epi32(x[t].corr[b]));
+        const __m256 d = _mm256_mul_ps(scales, _mm256_set1_ps(x[t].d[b]));
+        acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), d, acc[t]);
+      }
+    }
+    #pragma GCC unroll 4
+    for (int t = 0; t < NT; ++t) {
+      __m256 a = acc[t];
+      if (bias) a = _mm256_add_ps(a, _mm256_loadu_ps(bias + 8 * g));
+      _mm256_storeu_ps(y[t] + 8 * g, a);
+    }
+  }
+}
+
+void q4x8_gemv_n_avx2(const uint8_t* w, int64_t groups, const QActs* x, int nt, float* const* y, const float* bias) {
+  switch (nt) {
+    case 4: return q4x8_gemv_nt<4>(w, groups, x, y, bias);
+    case 3: return q4x8_gemv_nt<3>(w, groups, x, y, bias);
+    case 2: return q4x8_gemv_nt<2>(w, groups, x, y, bias);
+    default: return q4x8_gemv_nt<1>(w, groups, x, y, bias);
+  }
+}
+
 namespace {
 
 // Q8_0 x8 decode: eight chunks of 32 bytes per block, each one quant dword of

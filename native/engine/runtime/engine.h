@@ -1,0 +1,43 @@
+// engine.h - a loaded model with the scheduler that runs generations on it.
+//
+// Callers that serve many requests (the Node addon) run scheduler().run() on
+// one engine thread and submit from anywhere; a single caller can use
+// generate(), which runs the scheduler on its own thread until done.
+#pragma once
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "models/model.h"
+#include "runtime/generation.h"
+#include "runtime/scheduler.h"
+
+namespace cxr {
+
+class Engine {
+ public:
+  explicit Engine(const ModelOptions& opts);
+
+  Model& model() { return *model_; }
+  const Model& model() const { return *model_; }
+  Scheduler& scheduler() { return *sched_; }
+
+  // One generation on the calling thread (no engine thread may be running):
+  // runs the prompt and samples up to max_tokens. `on_token` sees each token as
+  // it is produced; `abort` (may be null) is polled between steps. Throws
+  // EngineError(kContext) when the prompt does not fit.
+  GenerateResult generate(const std::vector<PromptSegment>& prompt, const GenerateParams& params,
+                          const std::function<void(const GeneratedToken&)>& on_token,
+                          const std::atomic<bool>* abort);
+
+  // Model::eval_logits, after which no sequence trusts its cache. Run it on the
+  // engine thread (or with none running).
+  std::vector<float> eval_logits(const std::vector<int32_t>& tokens);
+
+ private:
+  std::unique_ptr<Model> model_;
+  std::unique_ptr<Scheduler> sched_;
+};
+
+}  // namespace cxr
