@@ -23,6 +23,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { native, type NativeModel, type NativeResult, type NativeSegment } from '../lib/runtime/native.js';
 import { readGgufInfo, simdLevel } from '../lib/runtime/tensors.js';
+import { benchBatch, type BatchResult } from './batch.js';
 import { anchorMissingReason, LlamaCppModel, LLAMA_CPP_ANCHOR_VERSION, loadedCpuVariant, restrictAnchorToAvx2 } from './llama-cpp.js';
 import { installAnchor, measureRoofline, peakRss, runTorchVision, torchMissingReason, type Roofline, type TorchResult } from './machine.js';
 import {
@@ -42,8 +43,10 @@ import {
   type ShapeName,
 } from './synthetic-llama.js';
 
-type Part = 'roofline' | 'text' | 'vision' | 'report' | 'memory';
-const PARTS: Part[] = ['roofline', 'text', 'vision', 'report', 'memory'];
+type Part = 'roofline' | 'text' | 'vision' | 'report' | 'memory' | 'batch';
+const PARTS: Part[] = ['roofline', 'text', 'vision', 'report', 'memory', 'batch'];
+/** What runs when --parts is not given (batch takes a quarter of an hour on the 7B shape: ask for it). */
+const DEFAULT_PARTS: Part[] = ['roofline', 'text', 'vision', 'report', 'memory'];
 
 /** The llama.cpp CPU library the text comparison ran on ("zen4", "haswell", ...). */
 let llamaCppVariant: string | undefined;
@@ -67,10 +70,15 @@ interface Options {
   reportGen: number;
   /** Internal: measure peak RSS of one generation in this (child) process. */
   childRss?: string;
+  /** batch part: sequences at once for the reports, decode sequence counts, reports per run and their length. */
+  parallel: number;
+  sequences: number[];
+  batchReports: number;
+  batchGen: number;
 }
 
 const USAGE = `Usage: npm run bench -- [options]
-  --parts LIST         comma-separated: ${PARTS.join(',')} (default all; text when --shape or --type is given)
+  --parts LIST         comma-separated: ${PARTS.join(',')} (default all but batch; text when --shape or --type is given)
   --shape tiny|1b|7b   text model shape (default 7b)
   --type q4_0|q8_0     text weight type (default both)
   --threads N          CPU threads for every engine (default 2)
@@ -85,7 +93,12 @@ const USAGE = `Usage: npm run bench -- [options]
   --isa native|avx2    avx2: hold every engine to AVX2/FMA kernels, as on a CPU without AVX-512
                        (ours: CXR_GEMM=avx2; llama.cpp: its "haswell" build; PyTorch: OpenBLAS Haswell
                        kernels, ATen AVX2). Default native: each engine's best for this CPU
-  --dir PATH           model cache folder (default ${path.join(tmpdir(), 'cxr-llava-bench')})`;
+  --dir PATH           model cache folder (default ${path.join(tmpdir(), 'cxr-llava-bench')})
+  batch part (several sequences per forward pass, against one at a time, alternating):
+  --sequences LIST     decoding sequence counts, --gen tokens each after 16-token prompts (default 1,2,4,8)
+  --parallel N         reports in the model at once (default 4), against one at a time
+  --batch-reports N    reports per run (default 8), on different images
+  --batch-gen N        tokens per report (default 128)`;
 
 function positiveInt(name: string, v: string | undefined, def: number): number {
   if (v === undefined) return def;
@@ -112,6 +125,10 @@ function parseOptions(argv: string[]): Options {
       isa: { type: 'string' },
       dir: { type: 'string' },
       'child-rss': { type: 'string' },
+      sequences: { type: 'string' },
+      parallel: { type: 'string' },
+      'batch-reports': { type: 'string' },
+      'batch-gen': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -126,7 +143,7 @@ function parseOptions(argv: string[]): Options {
   if (type !== undefined && type !== 'q4_0' && type !== 'q8_0') throw new Error(`Expected q4_0 or q8_0 for --type but received ${type}`);
   // The whole suite by default; only the text part when a shape or type is picked (as before parts existed).
   const parts = new Set<Part>();
-  const defaultParts = values.shape !== undefined || values.type !== undefined ? 'text' : PARTS.join(',');
+  const defaultParts = values.shape !== undefined || values.type !== undefined ? 'text' : DEFAULT_PARTS.join(',');
   for (const p of (values.parts ?? defaultParts).split(',')) {
     if (!PARTS.includes(p as Part)) throw new Error(`Expected a list of ${PARTS.join(', ')} for --parts but received ${p}`);
     parts.add(p as Part);
@@ -148,6 +165,10 @@ function parseOptions(argv: string[]): Options {
     reportPrompt: positiveInt('report-prompt', values['report-prompt'], 76),
     reportGen: positiveInt('report-gen', values['report-gen'], 100),
     childRss: values['child-rss'],
+    parallel: positiveInt('parallel', values.parallel, 4),
+    sequences: (values.sequences ?? '1,2,4,8').split(',').map((v) => positiveInt('sequences', v, 1)),
+    batchReports: values['batch-reports'] === '0' ? 0 : positiveInt('batch-reports', values['batch-reports'], 8),
+    batchGen: positiveInt('batch-gen', values['batch-gen'], 128),
   };
 }
 
@@ -505,7 +526,7 @@ async function main(): Promise<void> {
   const text: TextResult[] = [];
   if (wantText) for (const t of o.types) text.push(await benchText(o, t, o.compare));
   // The vision and report parts need a text model whose width the projector matches (7B: 4096).
-  const needQ4 = wantVision || o.parts.has('report') || o.parts.has('memory');
+  const needQ4 = wantVision || o.parts.has('report') || o.parts.has('memory') || o.parts.has('batch');
   const q4file = needQ4 ? await ensureModel(o, 'q4_0') : '';
   let vision: VisionResult | undefined;
   if (wantVision) vision = await benchVision(o, q4file, o.compare);
@@ -513,6 +534,29 @@ async function main(): Promise<void> {
   if (o.parts.has('report')) report = await benchReport(o, q4file, await ensureVision(o, 'q8_0'));
   let memory: MemoryResult | undefined;
   if (o.parts.has('memory')) memory = benchMemory(o, q4file);
+  let batch: BatchResult | undefined;
+  if (o.parts.has('batch')) {
+    const sequences = [1, ...o.sequences.filter((n) => n !== 1)];
+    batch = await benchBatch(
+      {
+        threads: o.threads,
+        runs: o.runs,
+        sequences,
+        prompt: 16,
+        gen: o.gen,
+        reports: o.batchReports,
+        reportGen: o.batchGen,
+        reportPrompt: o.reportPrompt,
+        parallel: o.parallel,
+        vocabSize: SHAPES[o.shape].vocabSize,
+        imageTokens: (VIT_L_512.imageSize / VIT_L_512.patchSize) ** 2,
+        pixels: benchPixels(o.dir).pixels,
+        log,
+      },
+      q4file,
+      o.batchReports > 0 ? await ensureVision(o, 'q8_0') : '',
+    );
+  }
   await LlamaCppModel.shutdown();
 
   // --- the table -------------------------------------------------------------------
@@ -587,6 +631,32 @@ async function main(): Promise<void> {
       `file ${fmt(memory.fileBytes / 2 ** 30)} + KV ${fmt(memory.kvBytes / 2 ** 30)} GiB; Node ${fmt(memory.baseBytes / 2 ** 20, 0)} MiB; ${memory.peakBytes <= budget ? 'within' : 'over'} +10%`,
     ]);
   }
+  if (batch) {
+    const one = median(batch.decode.find((d) => d.sequences === 1)!.rates);
+    for (const d of batch.decode) {
+      const a = median(d.rates);
+      rows.push([
+        `${o.shape} q4_0 decode, ${d.sequences} sequence${d.sequences > 1 ? 's' : ''} x ${o.gen} tok (aggregate tok/s)`,
+        fmt(a),
+        d.sequences === 1 ? '-' : fmt(one),
+        d.sequences === 1 ? '-' : fmt(a / one, 3),
+        d.sequences === 4 ? '>= 2.5' : '-',
+        `runs ${d.rates.map((x) => fmt(x)).join(', ')}`,
+      ]);
+    }
+    if (batch.reports.length === 2) {
+      const [seq, par] = batch.reports as [BatchResult['reports'][0], BatchResult['reports'][0]];
+      const a = median(par.perMinute), b = median(seq.perMinute);
+      rows.push([
+        `${o.batchReports} reports x ${o.batchGen} tok, ${par.parallel} at once (images/min)`,
+        fmt(a, 3),
+        fmt(b, 3),
+        fmt(a / b, 3),
+        '>= 1.3',
+        `one at a time: runs ${seq.perMinute.map((x) => fmt(x, 3)).join(', ')}; ${par.parallel} at once: ${par.perMinute.map((x) => fmt(x, 3)).join(', ')}`,
+      ]);
+    }
+  }
   if (rows.length > 1) console.log(table(rows));
   if (vision?.torchInfo) {
     const ti = vision.torchInfo;
@@ -612,6 +682,7 @@ async function main(): Promise<void> {
       vision,
       report,
       memory,
+      batch,
     }),
   );
 }
