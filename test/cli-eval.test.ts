@@ -94,7 +94,8 @@ t.test('--jsonl: known reports, hand-counted confusion matrices', async (t) => {
     { file: 'images/s2.png', text: 'Large left pleural effusion. The heart size is normal.' },
     { file: 'images/s3.png', text: 'Cardiomegaly. No pleural effusion.' },
     { file: path.join(dir, 'images/s4.png'), text: 'Cardiomegaly. Small pleural effusion.' },
-    { file: 'images/s5.png', text: 'Possible small pleural effusion.' },
+    // Written on another machine, under another mount point: matched by its trailing path.
+    { file: '/scratch/job42/images/s5.png', text: 'Possible small pleural effusion.' },
     { file: 'images/s6.png', text: null, error: 'images/s6.png: the file is empty' },
   ].map((g) => ({ task: 'report', model: 'm.gguf', params: {}, timings: null, error: null, ...g }));
   writeFileSync(path.join(dir, 'gen.jsonl'), gen.map((g) => JSON.stringify(g)).join('\n') + '\n');

@@ -7,7 +7,10 @@
  * (shardKey), or when both resolve to the same absolute path (the record's
  * against the current folder, the input's against its own base folder, e.g.
  * the manifest's), so records written from a manifest's absolute paths and
- * from paths relative to the job folder both find their input.
+ * from paths relative to the job folder both find their input. Last, a record
+ * whose path ends with an input's path as written (`/scratch/job7/images/a.png`
+ * for `images/a.png`) finds it: records made on another machine, under another
+ * mount point, still match.
  */
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -71,6 +74,15 @@ export class InputIndex<T> {
   }
 
   find(file: string): T | undefined {
-    return this.#byKey.get(shardKey(file)) ?? this.#byAbs.get(path.resolve(file));
+    const key = shardKey(file);
+    const hit = this.#byKey.get(key) ?? this.#byAbs.get(path.resolve(file));
+    if (hit !== undefined) return hit;
+    // The longest trailing run of whole path segments that is an input's path as written.
+    const parts = key.split('/');
+    for (let i = 1; i < parts.length; i++) {
+      const found = this.#byKey.get(parts.slice(i).join('/'));
+      if (found !== undefined) return found;
+    }
+    return undefined;
   }
 }
