@@ -228,11 +228,13 @@ function wordsBetween(s: string, a: number, b: number): number {
 function findMentions(s: string, blocked: (a: number, b: number, commas: boolean) => boolean): RawMention[] {
   const out: RawMention[] = [];
   for (const c of COMPILED) {
+    const found = spans(c.mentions, s);
+    const subjectsFound = spans(c.subjects, s);
+    if (found.length === 0 && subjectsFound.length === 0) continue;
     const excluded = spans(c.exclude, s);
     const ok = (m: Span): boolean => !excluded.some((e) => overlaps(m, e) && (inside(m, e) || inside(e, m)));
-    for (const m of spans(c.mentions, s)) if (ok(m)) out.push({ ...m, observation: c.observation, base: 'positive', negatable: true });
-    if (!c.subjects) continue;
-    const subjects = spans(c.subjects, s).filter(ok);
+    for (const m of found) if (ok(m)) out.push({ ...m, observation: c.observation, base: 'positive', negatable: true });
+    const subjects = subjectsFound.filter(ok);
     if (subjects.length === 0) continue;
     const states = longestFirst(c.states.flatMap(({ state, re }) => spans(re, s).map((sp) => ({ ...sp, state }))));
     for (const subj of subjects) {
@@ -264,20 +266,33 @@ function findMentions(s: string, blocked: (a: number, b: number, commas: boolean
 
 /** Labels the mentions of one sentence (`s` is the normalized sentence). */
 function labelSentence(s: string): { mention: RawMention; label: Label; cue?: Cue }[] {
-  const cues = longestFirst(CUE_LISTS.flatMap(({ effect, direction, re }) => spans(re, s).map((sp): Cue => ({ ...sp, effect, direction }))));
-  const boundaries: number[] = [];
-  for (const t of spans(TERMINATOR_RE, s)) if (!cues.some((c) => overlaps(c, t))) boundaries.push(t.start);
-  for (const p of spans(PUNCTUATION_RE, s)) boundaries.push(p.start);
-  OPENER_RE.lastIndex = 0;
-  for (let m = OPENER_RE.exec(s); m !== null; m = OPENER_RE.exec(s)) boundaries.push(m.index);
-  const commas: number[] = [];
-  for (let i = s.indexOf(','); i >= 0; i = s.indexOf(',', i + 1)) commas.push(i);
+  // Cues and clause boundaries are found only once something asks: most of a
+  // sentence's cost, and a sentence without a mention never needs them.
+  let cueList: Cue[] | undefined;
+  let boundaries: number[] | undefined;
+  let commas: number[] | undefined;
+  const cuesOf = (): Cue[] =>
+    (cueList ??= longestFirst(CUE_LISTS.flatMap(({ effect, direction, re }) => spans(re, s).map((sp): Cue => ({ ...sp, effect, direction })))));
   /** Whether a clause boundary (or, with `withCommas`, any comma) lies in [a, b). */
-  const blocked = (a: number, b: number, withCommas: boolean): boolean =>
-    boundaries.some((x) => x >= a && x < b) || (withCommas && commas.some((x) => x >= a && x < b));
+  const blocked = (a: number, b: number, withCommas: boolean): boolean => {
+    if (!boundaries) {
+      const cues = cuesOf();
+      boundaries = [];
+      for (const t of spans(TERMINATOR_RE, s)) if (!cues.some((c) => overlaps(c, t))) boundaries.push(t.start);
+      for (const p of spans(PUNCTUATION_RE, s)) boundaries.push(p.start);
+      OPENER_RE.lastIndex = 0;
+      for (let m = OPENER_RE.exec(s); m !== null; m = OPENER_RE.exec(s)) boundaries.push(m.index);
+      commas = [];
+      for (let i = s.indexOf(','); i >= 0; i = s.indexOf(',', i + 1)) commas.push(i);
+    }
+    return boundaries.some((x) => x >= a && x < b) || (withCommas && commas!.some((x) => x >= a && x < b));
+  };
 
   const out: { mention: RawMention; label: Label; cue?: Cue }[] = [];
-  for (const mention of findMentions(s, blocked)) {
+  const mentions = findMentions(s, blocked);
+  if (mentions.length === 0) return out;
+  const cues = cuesOf();
+  for (const mention of mentions) {
     let best: { cue: Cue; distance: number } | undefined;
     const consider = (cue: Cue, distance: number): void => {
       if (cue.effect === 'pseudo') return;
@@ -321,12 +336,21 @@ function aggregate(labels: readonly Label[]): Label | undefined {
  * that set it. `findings` is what `labelReport` returns.
  */
 export function explainReport(text: string): LabelExplanation {
+  return run(text, true);
+}
+
+function run(text: string, explain: boolean): LabelExplanation {
   if (typeof text !== 'string') throw new TypeError(`Expected a string for the report text but received ${text === null ? 'null' : typeof text}`);
   const norm = normalize(text);
   const mentions: LabeledMention[] = [];
+  const byObservation = new Map<Observation, Label[]>();
   for (const sent of splitSentences(norm)) {
     const s = norm.slice(sent.start, sent.end);
     for (const { mention, label, cue } of labelSentence(s)) {
+      const labels = byObservation.get(mention.observation);
+      if (labels) labels.push(label);
+      else byObservation.set(mention.observation, [label]);
+      if (!explain) continue;
       const m: LabeledMention = {
         observation: mention.observation,
         label,
@@ -341,12 +365,6 @@ export function explainReport(text: string): LabelExplanation {
   }
   mentions.sort((a, b) => a.start - b.start);
   const findings: Findings = {};
-  const byObservation = new Map<Observation, Label[]>();
-  for (const m of mentions) {
-    const labels = byObservation.get(m.observation);
-    if (labels) labels.push(m.label);
-    else byObservation.set(m.observation, [m.label]);
-  }
   const pathology = OBSERVATIONS.some(
     (o) => o !== 'No Finding' && !NO_FINDING_IGNORES.includes(o) && ['positive', 'uncertain'].includes(aggregate(byObservation.get(o) ?? []) ?? ''),
   );
@@ -372,5 +390,5 @@ export function explainReport(text: string): LabelExplanation {
  * ```
  */
 export function labelReport(text: string): Findings {
-  return explainReport(text).findings;
+  return run(text, false).findings;
 }
