@@ -84,6 +84,12 @@ t.test('a hedge across two clauses, and a terminator that ends one', async (t) =
   check(t, 'Right basilar opacity, which may represent atelectasis.', { 'Lung Opacity': 'positive', Atelectasis: 'uncertain' });
 });
 
+t.test('a linking hedge inside a negation passes the negation on; outside one it hedges', async (t) => {
+  check(t, 'No focal consolidation concerning for pneumonia.', { 'No Finding': 'positive', Consolidation: 'negative', Pneumonia: 'negative' });
+  check(t, 'There is no focal opacity to suggest pneumonia.', { 'No Finding': 'positive', 'Lung Opacity': 'negative', Pneumonia: 'negative' });
+  check(t, 'Right basilar opacity, suspicious for pneumonia.', { 'Lung Opacity': 'positive', Pneumonia: 'uncertain' });
+});
+
 t.test("CheXpert's precedence across mentions: positive, then uncertain, then negative", async (t) => {
   check(t, 'No right effusion. Small left effusion.', { 'Pleural Effusion': 'positive' });
   check(t, 'No effusion on the right. Possible small left effusion.', { 'Pleural Effusion': 'uncertain' });

@@ -64,6 +64,7 @@ interface Span {
 interface Cue extends Span {
   effect: CueEffect;
   direction: CueDirection;
+  carriesNegation: boolean;
 }
 
 type State = 'abnormal' | 'normal' | 'borderline';
@@ -147,7 +148,7 @@ const COMPILED: CompiledObservation[] = OBSERVATIONS.filter((o): o is Exclude<Ob
   return c;
 });
 
-const CUE_LISTS = CUES.map((c) => ({ effect: c.effect, direction: c.direction, re: compileList(c.phrases)! }));
+const CUE_LISTS = CUES.map((c) => ({ effect: c.effect, direction: c.direction, carriesNegation: c.carriesNegation === true, re: compileList(c.phrases)! }));
 const TERMINATOR_RE = compileList(TERMINATORS)!;
 const OPENER_RE = new RegExp(`,\\s*(?=(?:${[...CLAUSE_OPENERS].sort((a, b) => b.length - a.length).map(phraseSource).join('|')})(?!${WORD}))`, 'g');
 const PUNCTUATION_RE = new RegExp(`[${CLAUSE_PUNCTUATION.map(escapeRegExp).join('')}]`, 'g');
@@ -272,7 +273,9 @@ function labelSentence(s: string): { mention: RawMention; label: Label; cue?: Cu
   let boundaries: number[] | undefined;
   let commas: number[] | undefined;
   const cuesOf = (): Cue[] =>
-    (cueList ??= longestFirst(CUE_LISTS.flatMap(({ effect, direction, re }) => spans(re, s).map((sp): Cue => ({ ...sp, effect, direction })))));
+    (cueList ??= longestFirst(
+      CUE_LISTS.flatMap(({ effect, direction, carriesNegation, re }) => spans(re, s).map((sp): Cue => ({ ...sp, effect, direction, carriesNegation }))),
+    ));
   /** Whether a clause boundary (or, with `withCommas`, any comma) lies in [a, b). */
   const blocked = (a: number, b: number, withCommas: boolean): boolean => {
     if (!boundaries) {
@@ -305,6 +308,12 @@ function labelSentence(s: string): { mention: RawMention; label: Label; cue?: Cu
         // Forward scope: no boundary and no other cue before the mention.
         const next = cues[i + 1];
         if (blocked(cue.end, mention.start, false) || (next && next.start < mention.start && next.start >= cue.end)) continue;
+        // "No consolidation to suggest pneumonia": a linking hedge inside a negation's scope passes the negation on.
+        const before = cues[i - 1];
+        if (cue.carriesNegation && before && before.effect === 'negation' && before.direction !== 'post' && !blocked(before.end, cue.start, false)) {
+          consider(before, mention.start - cue.end);
+          continue;
+        }
         consider(cue, mention.start - cue.end);
       } else if (cue.start >= mention.end && cue.direction !== 'pre') {
         // Backward scope: no boundary, comma or other cue between the mention and the cue.

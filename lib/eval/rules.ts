@@ -266,6 +266,12 @@ export interface CueList {
   effect: CueEffect;
   direction: CueDirection;
   phrases: Phrase[];
+  /**
+   * Inside the scope of a negation these pass the negation on rather than
+   * hedge: in "no consolidation to suggest pneumonia" the pneumonia is denied
+   * too. Elsewhere they are ordinary cues of `effect` (optional, default false).
+   */
+  carriesNegation?: boolean;
 }
 
 /**
@@ -331,10 +337,6 @@ export const CUES: CueList[] = [
       'may represent|reflect|be|indicate',
       'could represent|reflect|be|indicate',
       'suspect|suspected|suspicion',
-      'suspicious for',
-      'concerning for',
-      'concern for',
-      'worrisome for',
       'questionable',
       'question of',
       'questioned',
@@ -346,8 +348,6 @@ export const CUES: CueList[] = [
       'presumed',
       'presumably',
       'perhaps',
-      'suggest|suggests|suggesting|suggestive|suggestion',
-      'suggestive of',
       'raising the possibility of',
       'raises the possibility of',
       'differential diagnosis includes|include',
@@ -365,6 +365,22 @@ export const CUES: CueList[] = [
       'either',
       'may be due to',
       'could be due to',
+    ],
+  },
+  {
+    /** Uncertainty before the mention that links it to a finding; carries a negation on ("no opacity concerning for pneumonia"). */
+    effect: 'uncertainty',
+    direction: 'pre',
+    carriesNegation: true,
+    phrases: [
+      'suspicious for',
+      'concerning for',
+      'concern for',
+      'worrisome for',
+      'suggest|suggests|suggesting|suggestive|suggestion',
+      'suggestive of',
+      'to suggest|indicate',
+      'raising concern for',
     ],
   },
   {
@@ -423,7 +439,6 @@ export const CUES: CueList[] = [
       'denies',
       'with no',
       'lack of',
-      'to suggest|indicate',
       'do|does|did not suggest|indicate|represent',
       'not suggestive of',
       'not consistent with',
