@@ -1,8 +1,10 @@
 // The labeler against hand labels: test/fixtures/labeler/ holds report
 // sentences written for this project in MIMIC-like wording, each labelled by
 // hand under CheXpert's conventions (see the README there): corpus.jsonl, the
-// development set the rules were written with, and heldout.jsonl, written
-// after the rules were first frozen. Agreement per observation is printed and
+// development set the rules were written with; heldout.jsonl, written after
+// the rules were first frozen (its general misses were then fixed); and
+// heldout-2.jsonl, written later still and never used to change a rule.
+// Agreement per observation is printed and
 // held above a floor set from the measured figures, so a rule change that
 // loses agreement fails here.
 import t from 'tap';
@@ -97,8 +99,27 @@ const HELDOUT_FLOORS: Record<Observation, number> = {
   'Support Devices': 0.92,
 };
 
+/** Floors on the second held-out set, never used to change a rule: its misses stay misses. */
+const HELDOUT2_FLOORS: Record<Observation, number> = {
+  'No Finding': 0.94,
+  'Enlarged Cardiomediastinum': 0.66,
+  Cardiomegaly: 0.85,
+  'Lung Lesion': 0.85,
+  'Lung Opacity': 0.81,
+  Edema: 0.9,
+  Consolidation: 0.87,
+  Pneumonia: 0.9,
+  Atelectasis: 0.7,
+  Pneumothorax: 0.83,
+  'Pleural Effusion': 0.83,
+  'Pleural Other': 0.8,
+  Fracture: 0.83,
+  'Support Devices': 0.77,
+};
+
 const dev = load('corpus.jsonl');
 const heldout = load('heldout.jsonl');
+const heldout2 = load('heldout-2.jsonl');
 
 t.test('the corpus: at least 400 hand-labelled sentences, every observation with positives, negatives and uncertains', async (t) => {
   t.ok(dev.length >= 400, `${dev.length} sentences`);
@@ -125,11 +146,17 @@ t.test('agreement with the hand labels, per observation, is at or above its floo
   for (const [o, x] of a) t.ok(x.agree / x.n >= DEV_FLOORS[o], `${o}: ${x.agree}/${x.n} >= ${DEV_FLOORS[o]}`);
 });
 
-t.test('agreement on the held-out set, per observation, is at or above its floor', async (t) => {
-  t.ok(heldout.length >= 100, `${heldout.length} sentences`);
-  const devTexts = new Set(dev.map((r) => r.text));
-  t.notOk(heldout.some((r) => devTexts.has(r.text)), 'no held-out sentence is in the development set');
-  const a = agreement(heldout);
-  t.comment(table(`held-out set (${heldout.length} sentences)`, a));
-  for (const [o, x] of a) t.ok(x.agree / x.n >= HELDOUT_FLOORS[o], `${o}: ${x.agree}/${x.n} >= ${HELDOUT_FLOORS[o]}`);
-});
+const heldoutSets: [string, Row[], Record<Observation, number>][] = [
+  ['held-out set', heldout, HELDOUT_FLOORS],
+  ['second held-out set, never tuned on', heldout2, HELDOUT2_FLOORS],
+];
+for (const [name, rows, floors] of heldoutSets) {
+  t.test(`agreement on the ${name}, per observation, is at or above its floor`, async (t) => {
+    t.ok(rows.length >= 90, `${rows.length} sentences`);
+    const others = new Set([...dev, ...heldoutSets.filter(([, r]) => r !== rows).flatMap(([, r]) => r)].map((r) => r.text));
+    t.notOk(rows.some((r) => others.has(r.text)), 'no sentence is in another set');
+    const a = agreement(rows);
+    t.comment(table(`${name} (${rows.length} sentences)`, a));
+    for (const [o, x] of a) t.ok(x.agree / x.n >= floors[o], `${o}: ${x.agree}/${x.n} >= ${floors[o]}`);
+  });
+}
