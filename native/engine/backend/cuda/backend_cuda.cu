@@ -243,11 +243,15 @@ class CudaBackend final : public Backend {
 
   void sync() override { check(cudaStreamSynchronize(s_), "a kernel (reported at sync)"); }
 
-  // --- several sequences at once (the batching seam) --------------------------------
+  // --- several sequences at once, on the device (not wired yet) -----------------
+  // Named apart from the seam's batching ops, whose defaults (host token ids,
+  // one sequence's cells at a time) the backend uses for now: these keep ids
+  // on the device, and get_rows must read device ids before they can replace
+  // the defaults together; that waits for a run on a GPU.
   // Decode rows go through the GEMV in groups of kGemvRows (each weight byte
   // read once per group), prompt rows through the tensor-core path: a row's
   // result depends on its kind only, never on the rest of the batch.
-  void matmul_batch(const Weight& W, const float* x, int64_t n_decode, int64_t n_prompt, float* y) {
+  void device_matmul_batch(const Weight& W, const float* x, int64_t n_decode, int64_t n_prompt, float* y) {
     const bool quant = W.type != DType::F32 && W.type != DType::F16 && W.type != DType::BF16;
     cuda::block_a8* a8 = quant ? a8_space(static_cast<size_t>(std::max<int64_t>(n_decode, n_prompt) * W.cols / cuda::kA8)) : nullptr;
     for (int64_t r = 0; r < n_decode; r += cuda::kGemvRows) {
@@ -260,22 +264,22 @@ class CudaBackend final : public Backend {
     launched("matmul_batch");
   }
 
-  int32_t* alloc_ids(size_t n) { return static_cast<int32_t*>(device_alloc(n * sizeof(int32_t), "token ids")); }
-  void free_ids(int32_t* p) { free_bytes(p); }
-  void ids_from_host(int32_t* dst, const int32_t* src, size_t n) {
+  int32_t* device_alloc_ids(size_t n) { return static_cast<int32_t*>(device_alloc(n * sizeof(int32_t), "token ids")); }
+  void device_free_ids(int32_t* p) { free_bytes(p); }
+  void device_ids_from_host(int32_t* dst, const int32_t* src, size_t n) {
     check(cudaMemcpyAsync(dst, src, n * sizeof(int32_t), cudaMemcpyHostToDevice, s_), "copy of token ids");
     check(cudaStreamSynchronize(s_), "copy of token ids");
   }
-  void ids_to_host(int32_t* dst, const int32_t* src, size_t n) {
+  void device_ids_to_host(int32_t* dst, const int32_t* src, size_t n) {
     check(cudaMemcpyAsync(dst, src, n * sizeof(int32_t), cudaMemcpyDeviceToHost, s_), "copy of token ids");
     check(cudaStreamSynchronize(s_), "a kernel (reported at copy of token ids)");
   }
 
-  void argmax(const float* x, int64_t n, int64_t width, int32_t* ids) {
+  void device_argmax(const float* x, int64_t n, int64_t width, int32_t* ids) {
     cuda::argmax_rows(s_, x, n, width, ids);
     launched("argmax");
   }
-  void top_k(const float* x, int64_t n, int64_t width, int k, float* vals, int32_t* ids) {
+  void device_top_k(const float* x, int64_t n, int64_t width, int k, float* vals, int32_t* ids) {
     if (k < 1 || k > cuda::kMaxTopK || k > width)
       throw EngineError(err::kArgument, "the CUDA top-k takes 1 <= k <= " + std::to_string(cuda::kMaxTopK) + " (got " +
                                             std::to_string(k) + ")");
@@ -283,7 +287,7 @@ class CudaBackend final : public Backend {
     launched("top_k");
   }
 
-  void rope_rows(float* x, int64_t n, int n_heads, int head_dim, const int32_t* pos, float theta) {
+  void device_rope_rows(float* x, int64_t n, int n_heads, int head_dim, const int32_t* pos, float theta) {
     cuda::rope(s_, x, n, n_heads, head_dim, 0, inv_freq(head_dim, theta), ints_to_device(pos, static_cast<size_t>(n), 0));
     launched("rope_rows");
   }
@@ -334,13 +338,16 @@ class CudaBackend final : public Backend {
   }
 
   // --- decode-step capture (CUDA graphs) ------------------------------------------
+  // Not yet the seam's begin_capture/end_capture (which must have run the ops
+  // when end_capture returns, and around which ops still synchronise and copy
+  // from pageable memory): those keep their no-op defaults until a GPU run.
   // Between begin and end every op is recorded instead of run; replay() runs
   // the recorded step again with one launch. The step must not allocate or
   // read host memory that changes (token ids must already be on the device).
-  void begin_capture() {
+  void graph_begin() {
     check(cudaStreamBeginCapture(s_, cudaStreamCaptureModeThreadLocal), "cudaStreamBeginCapture");
   }
-  void end_capture() {
+  void graph_end() {
     cudaGraph_t g = nullptr;
     check(cudaStreamEndCapture(s_, &g), "cudaStreamEndCapture");
     if (graph_exec_) cudaGraphExecDestroy(graph_exec_);
@@ -349,7 +356,7 @@ class CudaBackend final : public Backend {
     cudaGraphDestroy(g);
     check(e, "cudaGraphInstantiate");
   }
-  void replay() {
+  void graph_replay() {
     if (!graph_exec_) throw EngineError(err::kArgument, "no decode step has been captured");
     check(cudaGraphLaunch(graph_exec_, s_), "cudaGraphLaunch");
   }
