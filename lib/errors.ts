@@ -44,10 +44,11 @@ function describe(actual: unknown): string {
   if (Array.isArray(actual)) return `an array of length ${actual.length}`;
   if (typeof actual === 'string') return `"${actual.length > 40 ? actual.slice(0, 40) + '…' : actual}" of type string`;
   if (typeof actual === 'object') return `an object`;
+  if (typeof actual === 'number' || typeof actual === 'bigint') return String(actual);
   return `${String(actual)} of type ${typeof actual}`;
 }
 
-/** "Expected positive integer for threads but received 1.5 of type number" */
+/** "Expected a number in (0, 1] for topP but received 0"; non-numbers also name their type. */
 export function invalidParameterError(name: string, expected: string, actual: unknown): CxrError {
   return new CxrError('ERR_INVALID_ARG', `Expected ${expected} for ${name} but received ${describe(actual)}`);
 }

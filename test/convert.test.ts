@@ -88,7 +88,7 @@ t.test('f32: convert, load, and generate exactly the bf16 reference', async (t) 
   t.teardown(() => model.close());
   t.same(model.promptTokens({ prompt: golden.prompt, raw: true }), golden.prompt_ids, 'tokenizer from tokenizer.model');
   const vocab = model.info.hparams.vocabSize;
-  const logits = model.logits(golden.prompt_ids);
+  const logits = await model.logits(golden.prompt_ids);
   let worst = 0;
   golden.logits.forEach((row, p) => row.forEach((v, i) => (worst = Math.max(worst, Math.abs(logits[p * vocab + i]! - v)))));
   const tol = 1e-4 * golden.logits_max_abs;
@@ -160,7 +160,7 @@ t.test('quantized conversions load and run', async (t) => {
     const model = await loadModel({ model: r.textPath, mmproj: r.mmprojPath, threads: 2 });
     t.ok((model.info.tensorTypes[c.textType] ?? 0) > 0, `${c.type} tensors present: ${JSON.stringify(model.info.tensorTypes)}`);
     const vocab = model.info.hparams.vocabSize;
-    const logits = model.logits(golden.prompt_ids);
+    const logits = await model.logits(golden.prompt_ids);
     let err2 = 0;
     let ref2 = 0;
     golden.logits.forEach((row, p) =>

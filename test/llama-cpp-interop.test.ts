@@ -111,7 +111,7 @@ async function run(): Promise<void> {
 
       // Our logits along our own greedy path: the top-2 gap at every step.
       const seq = [...prompt, ...mine.tokens];
-      const logits = ours.logits(seq.slice(0, prompt.length + mine.tokens.length - 1));
+      const logits = await ours.logits(seq.slice(0, prompt.length + mine.tokens.length - 1));
       const stepRow = (k: number): Float64Array => row(logits, prompt.length - 1 + k, vocab);
 
       let split = 0;

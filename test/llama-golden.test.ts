@@ -28,7 +28,7 @@ t.test('logits match the reference within 1e-4 x max|logit|', async (t) => {
   t.teardown(() => model.close());
   const vocab = model.info.hparams.vocabSize;
   t.equal(vocab, golden.logits[0]!.length, 'vocabulary size');
-  const logits = model.logits(golden.prompt_ids);
+  const logits = await model.logits(golden.prompt_ids);
   t.equal(logits.length, golden.prompt_ids.length * vocab);
   const tol = 1e-4 * golden.logits_max_abs;
   let worst = 0;
@@ -48,7 +48,7 @@ t.test("every position's logits pick the reference's next greedy token", async (
   const vocab = model.info.hparams.vocabSize;
   const ids = [...golden.prompt_ids, ...golden.greedy_ids];
   t.ok(ids.length > 33, `${ids.length} positions`);
-  const logits = model.logits(ids.slice(0, -1));
+  const logits = await model.logits(ids.slice(0, -1));
   t.equal(logits.length, (ids.length - 1) * vocab);
   const argmax = (p: number): number => {
     let best = 0;

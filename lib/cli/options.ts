@@ -4,6 +4,25 @@
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
 import type { SamplingParams } from './batch.js';
+import { cliLoadRanges, generateRanges, type GenerateRanges, type LoadRanges } from '../runtime/option-ranges.js';
+import { parseNumberArg, parseSeedArg, type NumberRange } from '../validate.js';
+
+/**
+ * A flag that sets the API option `name`, parsed and checked with the API's own
+ * range (read when the flag is parsed, so --help needs no addon).
+ */
+export function rangeArg(name: string, range: () => NumberRange): (v: string) => number {
+  return (v) => {
+    try {
+      return parseNumberArg(name, v, range());
+    } catch (err) {
+      throw new InvalidArgumentError((err as Error).message);
+    }
+  };
+}
+
+const gen = (k: keyof GenerateRanges) => rangeArg(k, () => generateRanges()[k]);
+const load = (k: keyof LoadRanges) => rangeArg(k, () => cliLoadRanges()[k]);
 
 export function intArg(min: number, max = Number.MAX_SAFE_INTEGER): (v: string) => number {
   return (v) => {
@@ -25,8 +44,11 @@ export function numberArg(min: number, max: number): (v: string) => number {
 
 /** Seeds are 64-bit: kept as bigint so 18446744073709551615 survives. */
 export function seedArg(v: string): bigint {
-  if (!/^\d+$/.test(v.trim()) || BigInt(v) >= 1n << 64n) throw new InvalidArgumentError('expected an integer from 0 to 18446744073709551615.');
-  return BigInt(v);
+  try {
+    return parseSeedArg('seed', v);
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message);
+  }
 }
 
 export interface ModelFlags {
@@ -56,12 +78,12 @@ export function addModelOptions(cmd: Command): Command {
     .option('-m, --model <file|dir>', 'text model GGUF, or a folder holding cxr-llava-v2.<type>.gguf and its mmproj (default: $CXR_LLAVA_MODEL, then the cached model)')
     .option('--mmproj <file>', 'vision projector GGUF (default: mmproj-<model file> next to the model)')
     .option('--type <type>', 'which cached model type to use, e.g. q8_0 or q4_k_m (default: the most recently pulled)')
-    .option('-t, --threads <n>', 'CPU threads (default: cores, halved on 8+ hardware threads)', intArg(1, 1024))
-    .option('--ctx <n>', 'context length in tokens (default: min(trained, 4096))', intArg(16, 1 << 20))
+    .option('-t, --threads <n>', 'CPU threads, 1 to 1024 (default: cores, halved on 8+ hardware threads)', load('threads'))
+    .option('--ctx <n>', 'context length in tokens, at least 16 (default: min(trained, 4096))', load('contextSize'))
     .addOption(
       new Option('--backend <name>', 'where to run: cpu, cuda, or auto (CUDA when built with it and a GPU is there)').choices(['auto', 'cpu', 'cuda']),
     )
-    .option('--device <n>', 'CUDA device index (default: 0)', intArg(0, 1023));
+    .option('--device <n>', 'CUDA device index (default: 0)', load('device'));
 }
 
 /** --parallel for the batch commands: images whose sequences share the engine's forward passes. */
@@ -75,10 +97,10 @@ export function addParallelOption(cmd: Command, def: number): Command {
 
 export function addSamplingOptions(cmd: Command): Command {
   return cmd
-    .option('--temperature <t>', 'sampling temperature; 0 is greedy', numberArg(0, 100), 0.2)
-    .option('--top-p <p>', 'nucleus sampling mass', numberArg(0, 1), 0.8)
+    .option('--temperature <t>', 'sampling temperature in [0, 100]; 0 is greedy', gen('temperature'), 0.2)
+    .option('--top-p <p>', 'nucleus sampling mass in (0, 1]', gen('topP'), 0.8)
     .option('--seed <n>', 'random seed, for repeatable output (default: random, recorded in --jsonl)', seedArg)
-    .option('-n, --max-tokens <n>', 'most tokens to generate', intArg(1), 512);
+    .option('-n, --max-tokens <n>', 'most tokens to generate', gen('maxTokens'), 512);
 }
 
 export function addChatterOptions(cmd: Command): Command {

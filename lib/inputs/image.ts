@@ -17,6 +17,7 @@ import sharp from 'sharp';
 import { CxrError, invalidParameterError } from '../errors.js';
 import { native } from '../runtime/native.js';
 import { isBareDataSet } from './dicom/detect.js';
+import { limits } from '../runtime/limits.js';
 
 /** Side of the square image the vision tower takes. */
 export const IMAGE_SIZE = 512;
@@ -24,8 +25,10 @@ export const IMAGE_SIZE = 512;
 export const OFFICIAL_MEAN = 0.5518136078431373;
 /** Normalisation standard deviation of the CXR-LLaVA release. */
 export const OFFICIAL_STD = 0.3821719215686275;
-/** Largest decoded image accepted, in pixels, against decompression bombs (a 10000x10000 film fits). */
-export const MAX_INPUT_PIXELS = 100_000_000;
+/** Largest decoded image accepted, in pixels, against decompression bombs: the engine's limit (runtime/limits.ts). */
+function maxInputPixels(): number {
+  return limits().maxImagePixels;
+}
 /** Encoded formats accepted, as they appear in error messages. */
 export const SUPPORTED_FORMATS = ['PNG', 'JPEG', 'TIFF', 'WebP'] as const;
 
@@ -147,14 +150,14 @@ function checkRawPixels(p: RawPixels, source: string): void {
   if (!int(p.height)) throw invalidParameterError('height', 'positive integer', p.height);
   if (!(p.channels === 1 || p.channels === 2 || p.channels === 3 || p.channels === 4))
     throw invalidParameterError('channels', '1, 2, 3 or 4', p.channels);
-  if (p.width * p.height > MAX_INPUT_PIXELS) throw tooLarge(source, p.width, p.height);
+  if (p.width * p.height > maxInputPixels()) throw tooLarge(source, p.width, p.height);
   const expected = p.width * p.height * p.channels;
   if (p.data.length !== expected)
     throw imageError(source, `pixel data has ${p.data.length} bytes, expected ${p.width}x${p.height}x${p.channels} = ${expected}`);
 }
 
 function tooLarge(source: string, width: number, height: number): CxrError {
-  return imageError(source, `the image is ${width}x${height} pixels, more than the limit of ${MAX_INPUT_PIXELS} pixels`);
+  return imageError(source, `the image is ${width}x${height} pixels, more than the limit of ${maxInputPixels()} pixels`);
 }
 
 async function readImageFile(path: string): Promise<Uint8Array> {
@@ -187,7 +190,7 @@ async function decodeWithSharp(bytes: Uint8Array, source: string): Promise<Decod
   }
   const width = meta.width ?? 0;
   const height = meta.height ?? 0;
-  if (width * height > MAX_INPUT_PIXELS) throw tooLarge(source, width, height);
+  if (width * height > maxInputPixels()) throw tooLarge(source, width, height);
   if (meta.depth === 'ushort' || meta.depth === 'short') throw imageError(source, '16-bit images are not supported yet');
   if (meta.depth !== 'uchar') throw imageError(source, `${meta.depth ?? 'unknown'} samples are not supported; only 8-bit images are`);
   if (meta.space !== 'srgb' && meta.space !== 'b-w')
@@ -197,7 +200,7 @@ async function decodeWithSharp(bytes: Uint8Array, source: string): Promise<Decod
   // one channel (sharp would otherwise expand it to sRGB; 'b-w' also drops an
   // alpha channel, which convert('L') ignores anyway). Colour images stay RGB(A)
   // so the luma is computed natively, in PIL's arithmetic.
-  let pipeline = sharp(bytes, { failOn: 'error', limitInputPixels: MAX_INPUT_PIXELS, ignoreIcc: true });
+  let pipeline = sharp(bytes, { failOn: 'error', limitInputPixels: maxInputPixels(), ignoreIcc: true });
   if (meta.space === 'b-w') pipeline = pipeline.toColourspace('b-w');
   let out: { data: Buffer; info: sharp.OutputInfo };
   try {

@@ -9,7 +9,8 @@ import { preprocessImageDetailed, type DecodeOptions, type ImageInput } from '..
 import { chatText, DIFFERENTIAL_PROMPT, IMAGE_PLACEHOLDER, REPORT_PROMPT, type ChatMessage } from './prompt.js';
 import { labelReport } from '../eval/labeler.js';
 import type { Findings } from '../eval/observations.js';
-import { optBoolean, optEnum, optFunction, optInteger, optNumber, optStringArray, reqString } from '../validate.js';
+import { checkNumber, optBoolean, optEnum, optFunction, optInteger, optNumberIn, optSeed, optStringArray, reqString, tokenIds } from '../validate.js';
+import { generateRanges, loadRanges } from './option-ranges.js';
 
 /** Progress of a long operation. */
 export interface Progress {
@@ -218,26 +219,45 @@ export class Model {
 
   /** The vocabulary piece of one token, e.g. "▁heart". */
   tokenPiece(id: number): string {
-    optInteger('id', id, 0, 0, this.info.hparams.vocabSize - 1);
+    checkNumber('id', id, { integer: true, min: 0, max: this.info.hparams.vocabSize - 1 });
     return this.#open().tokenPiece(id);
   }
 
   /**
    * Logits of every position of `ids`, evaluated from an empty cache, as one
-   * `[ids.length × vocabSize]` array. Synchronous: meant for checking the
-   * engine against a reference on small models.
+   * `[ids.length × vocabSize]` array: for checking the engine against a
+   * reference. Runs on the engine's thread, after the calls made before it.
    */
-  logits(ids: readonly number[]): Float32Array {
+  logits(ids: readonly number[]): Promise<Float32Array> {
+    let input: Int32Array;
     try {
-      return this.#open().evalLogits(this.#ids('ids', ids));
+      input = this.#ids('ids', ids);
+      if (input.length === 0) throw invalidParameterError('ids', 'non-empty array of token ids', ids);
     } catch (err) {
-      throw fromNative(err);
+      return Promise.reject(err);
     }
+    // The evaluation starts from an empty cache, which the running calls rely
+    // on: it waits for the calls made before it.
+    const before = [...this.#inflight];
+    const run = async (): Promise<Float32Array> => {
+      await Promise.all(before);
+      return new Promise<Float32Array>((resolve, reject) => {
+        try {
+          this.#open().evalLogits(input, (kind, payload) => {
+            if (kind === 'logits') resolve(payload);
+            else reject(fromNative(payload));
+          });
+        } catch (err) {
+          reject(fromNative(err));
+        }
+      });
+    };
+    return this.#track(run());
   }
 
+  /** The one check token ids get: the addon and the engine take them as valid. */
   #ids(name: string, ids: readonly number[]): Int32Array {
-    if (!Array.isArray(ids) || !ids.every((x) => Number.isInteger(x))) throw invalidParameterError(name, 'array of integer token ids', ids);
-    return Int32Array.from(ids);
+    return tokenIds(name, ids, this.info.hparams.vocabSize);
   }
 
   /**
@@ -301,7 +321,10 @@ export class Model {
   encodeImage(input: ImageInput | Float32Array, options: { signal?: AbortSignal } & Pick<DecodeOptions, 'window' | 'voi'> = {}): Promise<EncodedImage> {
     const vision = this.info.vision;
     if (!vision) return Promise.reject(new CxrError('ERR_MODEL', `${this.info.path}: no vision projector (mmproj) is loaded, so images cannot be read; pass mmproj to loadModel()`));
-    return this.#track(this.#encode(input, options.signal, options));
+    // Raw pixels are taken as they are now: the call may wait in the queue, and
+    // the caller may reuse or transfer the array meanwhile.
+    const own = input instanceof Float32Array ? input.slice() : input;
+    return this.#track(this.#encode(own, options.signal, options));
   }
 
   /** The work of encodeImage(). */
@@ -408,20 +431,17 @@ export class Model {
       throw new CxrError('ERR_MODEL', `${this.info.path}: an image was given but no vision projector (mmproj) is loaded; pass mmproj to loadModel()`);
     }
     this.#segments(options, withImage); // validates the prompt options now, before queueing
-    const maxTokens = optInteger('maxTokens', options.maxTokens, 512, 1);
-    const temperature = optNumber('temperature', options.temperature, 0.2, 0, 100);
-    const topP = optNumber('topP', options.topP, 0.8, 0, 1);
-    const topK = optInteger('topK', options.topK, 0, 0);
-    const repeatPenalty = optNumber('repeatPenalty', options.repeatPenalty, 1, 0.01, 100);
-    const logprobs = optInteger('logprobs', options.logprobs, 0, 0, 100);
+    const r = generateRanges();
+    const maxTokens = optNumberIn('maxTokens', options.maxTokens, 512, r.maxTokens);
+    const temperature = optNumberIn('temperature', options.temperature, 0.2, r.temperature);
+    const topP = optNumberIn('topP', options.topP, 0.8, r.topP);
+    const topK = optNumberIn('topK', options.topK, 0, r.topK);
+    const repeatPenalty = optNumberIn('repeatPenalty', options.repeatPenalty, 1, r.repeatPenalty);
+    const logprobs = optNumberIn('logprobs', options.logprobs, 0, r.logprobs);
     const stop = optStringArray('stop', options.stop);
     const ignoreEos = optBoolean('ignoreEos', options.ignoreEos, false);
     const onToken = optFunction<(text: string, token: number) => void>('onToken', options.onToken);
-    let seed: bigint;
-    if (options.seed === undefined) seed = randomBytes(8).readBigUInt64LE();
-    else if (typeof options.seed === 'bigint' && options.seed >= 0n && options.seed < 1n << 64n) seed = options.seed;
-    else if (typeof options.seed === 'number' && Number.isSafeInteger(options.seed) && options.seed >= 0) seed = BigInt(options.seed);
-    else throw invalidParameterError('seed', 'non-negative integer', options.seed);
+    const seed = optSeed('seed', options.seed) ?? randomBytes(8).readBigUInt64LE();
     const signal = options.signal;
     if (signal !== undefined && !(signal instanceof AbortSignal)) throw invalidParameterError('signal', 'AbortSignal', signal);
 
@@ -589,11 +609,12 @@ export async function loadModel(options: LoadModelOptions = {}): Promise<Model> 
   } else {
     modelPath = reqString('model', options.model);
   }
-  const threads = optInteger('threads', options.threads, 0, 0, 1024);
-  const contextSize = optInteger('contextSize', options.contextSize, 0, 0, 1 << 20);
+  const lr = loadRanges();
+  const threads = optNumberIn('threads', options.threads, 0, lr.threads);
+  const contextSize = optNumberIn('contextSize', options.contextSize, 0, lr.contextSize);
   const kvType = optEnum('kvCacheType', options.kvCacheType, ['f16', 'f32'] as const, 'f16');
   const backend = optEnum('backend', options.backend, ['auto', 'cpu', 'cuda'] as const, 'auto');
-  const device = optInteger('device', options.device, 0, 0, 1023);
+  const device = optNumberIn('device', options.device, 0, lr.device);
   const parallel = optInteger('parallel', options.parallel, DEFAULT_PARALLEL, 1, 64);
   const kvCacheSize = optInteger('kvCacheSize', options.kvCacheSize, 0, 0, 1 << 24);
   const onProgress = optFunction<(p: Progress) => void>('onProgress', options.onProgress);

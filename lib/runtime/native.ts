@@ -137,7 +137,8 @@ export interface NativeModel {
    * forward pass and queues the rest; returns a function that aborts it.
    */
   generate(req: NativeGenerateRequest, onEvent: (...ev: NativeEvent) => void): () => void;
-  evalLogits(ids: Int32Array): Float32Array;
+  /** Logits of every position, on a native thread; returns a function that aborts it. */
+  evalLogits(ids: Int32Array, onEvent: (...ev: ['logits', Float32Array] | ['error', Error & { code?: string }]) => void): () => void;
   /** Runs the vision tower on the engine's thread, between forward passes; returns a function that aborts it. */
   encodeImage(
     pixels: Float32Array,
@@ -148,6 +149,8 @@ export interface NativeModel {
 }
 
 export interface NativeAddon {
+  /** The engine's size limits (native/engine/types/limits.h). */
+  readonly limits: { maxImagePixels: number; maxContext: number; maxThreads: number; maxLogprobs: number };
   loadModel(opts: {
     model: string;
     mmproj?: string;

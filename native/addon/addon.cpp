@@ -1,5 +1,6 @@
 // addon.cpp - module entry point: registers the model class and the tensor utilities.
 #include "addon.h"
+#include "types/limits.h"
 
 namespace cxrnode {
 
@@ -17,6 +18,14 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   cxrnode::init_model(env, exports);
   cxrnode::init_tensor_utils(env, exports);
   cxrnode::init_image(env, exports);
+  // The size limits, read by lib/ so both sides check against one definition.
+  Napi::Object limits = Napi::Object::New(env);
+  limits.Set("maxImagePixels", Napi::Number::New(env, static_cast<double>(cxr::limits::kMaxImagePixels)));
+  limits.Set("maxContext", Napi::Number::New(env, static_cast<double>(cxr::limits::kMaxContext)));
+  limits.Set("maxThreads", cxr::limits::kMaxThreads);
+  limits.Set("maxLogprobs", cxr::limits::kMaxLogprobs);
+  limits.Freeze();
+  exports.Set("limits", limits);
   return exports;
 }
 

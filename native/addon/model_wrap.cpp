@@ -26,11 +26,11 @@ namespace {
 
 // One message from a generation thread to JS.
 struct Event {
-  enum Kind { Token, Done, Encoded, Error } kind;
+  enum Kind { Token, Done, Encoded, Logits, Error } kind;
   cxr::GeneratedToken token;
   cxr::GenerateResult result;
   std::string code, message;
-  std::vector<float> embd;  // Encoded: [tokens, dim]
+  std::vector<float> embd;  // Encoded: [tokens, dim]; Logits: [ids, vocab]
   double ms = 0;            // Encoded: time taken
 };
 
@@ -156,13 +156,12 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     return out;
   }
 
-  std::vector<int32_t> read_ids(Napi::Env env, const Napi::Value& v, int32_t n_vocab) {
+  // Token ids are checked once, in lib/ (validate.ts tokenIds); the engine keeps
+  // its own bounds checks where an id indexes memory. Copied: the JS array may
+  // change or be detached once this call returns.
+  static std::vector<int32_t> read_ids(Napi::Env, const Napi::Value& v, int32_t) {
     auto arr = v.As<Napi::Int32Array>();
-    std::vector<int32_t> ids(arr.Data(), arr.Data() + arr.ElementLength());
-    for (int32_t id : ids)
-      if (id < 0 || id >= n_vocab)
-        throw to_js_error(env, cxr::err::kArgument, "token id " + std::to_string(id) + " is outside the vocabulary");
-    return ids;
+    return std::vector<int32_t>(arr.Data(), arr.Data() + arr.ElementLength());
   }
 
   Napi::Value Detokenize(const Napi::CallbackInfo& info) {
@@ -180,28 +179,29 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     return Napi::String::New(env, m.tokenizer().piece(id));
   }
 
+  // evalLogits(ids, onEvent) -> abort function. On the engine thread like an
+  // encode, without blocking the event loop. Exactly one
+  // onEvent('logits', Float32Array) or onEvent('error', err).
   Napi::Value EvalLogits(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     cxr::Model& m = require_open(env);
     require_idle(env);
-    std::vector<int32_t> ids = read_ids(env, info[0], m.tokenizer().n_vocab());
-    // On the engine thread, which owns the backend; this call waits for it.
-    std::promise<std::vector<float>> done;
-    model_->scheduler().submit_task([&] {
+    auto job = std::make_shared<Job>();
+    job->ids = read_ids(env, info[0], m.tokenizer().n_vocab());
+    open_line(env, job, info[1].As<Napi::Function>());
+    model_->scheduler().submit_task([job, engine = model_] {
       try {
-        done.set_value(model_->eval_logits(ids));
-      } catch (...) {
-        done.set_exception(std::current_exception());
+        job->post(new Event{Event::Logits, {}, {}, {}, {}, engine->eval_logits(job->ids), 0});
+      } catch (const cxr::EngineError& e) {
+        job->post(new Event{Event::Error, {}, {}, e.code(), e.what(), {}, 0});
+      } catch (const std::bad_alloc&) {
+        job->post(new Event{Event::Error, {}, {}, "ERR_NO_MEMORY", "out of memory", {}, 0});
+      } catch (const std::exception& e) {
+        job->post(new Event{Event::Error, {}, {}, "ERR_INTERNAL", e.what(), {}, 0});
       }
+      job->end();
     });
-    try {
-      std::vector<float> logits = done.get_future().get();
-      auto out = Napi::Float32Array::New(env, logits.size());
-      std::copy(logits.begin(), logits.end(), out.Data());
-      return out;
-    } catch (const cxr::EngineError& e) {
-      throw to_js_error(env, e.code(), e.what());
-    }
+    return abort_function(env, job);
   }
 
   // generate(request, onEvent) -> abort function. onEvent('token', tok) per
@@ -337,6 +337,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     std::shared_ptr<std::atomic<bool>> abort = std::make_shared<std::atomic<bool>>(false);
     std::vector<cxr::PromptSegment> prompt;
     std::vector<std::vector<float>> embd;
+    std::vector<int32_t> ids;  // evalLogits
     cxr::GenerateParams params;
     Napi::ThreadSafeFunction tsfn;
     ModelWrap* owner = nullptr;
@@ -406,6 +407,10 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       o.Set("data", arr);
       o.Set("ms", ev->ms);
       cb.Call({Napi::String::New(env, "encoded"), o});
+    } else if (ev->kind == Event::Logits) {
+      auto arr = Napi::Float32Array::New(env, ev->embd.size());
+      std::copy(ev->embd.begin(), ev->embd.end(), arr.Data());
+      cb.Call({Napi::String::New(env, "logits"), arr});
     } else {
       cb.Call({Napi::String::New(env, "error"), to_js_error(env, ev->code, ev->message).Value()});
     }

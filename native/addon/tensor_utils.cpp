@@ -72,10 +72,12 @@ class QuantizeWorker : public Napi::AsyncWorker {
       : Napi::AsyncWorker(env), t_(t), rows_(rows), cols_(cols), deferred_(Napi::Promise::Deferred::New(env)) {
     const size_t bytes = static_cast<size_t>(rows) * cxr::dtype_row_bytes(t, cols);
     Napi::Uint8Array out = Napi::Uint8Array::New(env, bytes);
-    // Both arrays stay referenced (alive, not collected) until the work is done.
-    src_ref_ = Napi::Persistent(src);
+    // The input is copied: a reference keeps a JS array from being collected,
+    // but not from being detached (transferred to a worker) or written while
+    // the worker threads read it. The output is ours until OnOK hands it to JS,
+    // so no script can reach it before then; the reference keeps it alive.
+    src_.assign(src.Data(), src.Data() + src.ElementLength());
     out_ref_ = Napi::Persistent(out);
-    src_ = src.Data();
     out_ = out.Data();
   }
   Napi::Promise promise() { return deferred_.Promise(); }
@@ -90,7 +92,7 @@ class QuantizeWorker : public Napi::AsyncWorker {
       const int64_t r0 = rows_ * i / n_threads, r1 = rows_ * (i + 1) / n_threads;
       threads.emplace_back([&, i, r0, r1] {
         try {
-          cxr::quantize_weights(t_, src_ + r0 * cols_, out_ + r0 * row_bytes, r1 - r0, cols_);
+          cxr::quantize_weights(t_, src_.data() + r0 * cols_, out_ + r0 * row_bytes, r1 - r0, cols_);
         } catch (const std::exception& e) {
           errors[i] = e.what();
         }
@@ -109,9 +111,8 @@ class QuantizeWorker : public Napi::AsyncWorker {
   cxr::DType t_;
   int64_t rows_, cols_;
   Napi::Promise::Deferred deferred_;
-  Napi::Reference<Napi::Float32Array> src_ref_;
+  std::vector<float> src_;
   Napi::Reference<Napi::Uint8Array> out_ref_;
-  const float* src_ = nullptr;
   uint8_t* out_ = nullptr;
 };
 

@@ -13,6 +13,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "types/limits.h"
+
 namespace cxr {
 
 // An 8-bit single-channel image, rows top to bottom, no padding.
@@ -33,7 +35,7 @@ inline constexpr double kImageMean = 0.5518136078431373;
 inline constexpr double kImageStd = 0.3821719215686275;
 
 // Largest input accepted (pixels), so a hostile size cannot exhaust memory.
-inline constexpr int64_t kMaxImagePixels = int64_t{1} << 28;
+inline constexpr int64_t kMaxImagePixels = limits::kMaxImagePixels;
 
 // PIL's convert('L') of interleaved 8-bit pixels with 1 (L), 2 (LA), 3 (RGB)
 // or 4 (RGBA) channels. Alpha is ignored, as PIL ignores it.

@@ -8,6 +8,7 @@
 #include "types/error.h"
 #include "format/gguf.h"
 #include "types/quants.h"
+#include "types/limits.h"
 
 namespace cxr {
 namespace {
@@ -105,7 +106,7 @@ TextModel::TextModel(const GgufFile& f, Backend& be, int64_t n_ctx, DType kv_typ
   w_.output = f.tensor("output.weight") ? read_matmul_weight(f, be, "output.weight", c.n_vocab, c.dim) : w_.tok_embd;
 
   n_ctx_ = n_ctx > 0 ? n_ctx : std::min<int64_t>(c.ctx_train, 4096);
-  if (n_ctx_ > (int64_t{1} << 20)) throw EngineError(err::kArgument, "context size is too large");
+  if (n_ctx_ > limits::kMaxContext) throw EngineError(err::kArgument, "context size is too large");
   max_batch_ = std::min<int64_t>(kMaxBatch, n_ctx_);
 
   if (n_seq < 1 || n_seq > 256) throw EngineError(err::kArgument, "parallel must be between 1 and 256");

@@ -2,6 +2,7 @@
 // sampled choices, and the statistics of the sampling pipeline.
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <vector>
 
 #include "types/error.h"
@@ -219,22 +220,30 @@ TEST(sampler_repetition_penalty) {
   CHECK_THROWS(t.sample(bad.data(), 2, {5}), "sampler: history token 5 is outside the vocabulary (2)");
 }
 
-TEST(sampler_rejects_bad_params) {
-  SamplerParams p;
-  p.temperature = -1.0f;
-  CHECK_THROWS(Sampler{p}, "sampler: temperature must be a finite number >= 0");
-  p = SamplerParams{};
-  p.top_p = 0.0f;
-  CHECK_THROWS(Sampler{p}, "sampler: top_p must be in (0, 1]");
-  p = SamplerParams{};
-  p.top_k = -2;
-  CHECK_THROWS(Sampler{p}, "sampler: top_k must be >= 0, got -2");
-  p = SamplerParams{};
-  p.repeat_penalty = 0.0f;
-  CHECK_THROWS(Sampler{p}, "sampler: repeat_penalty must be a finite number > 0");
-  p = SamplerParams{};
-  p.repeat_last_n = -1;
-  CHECK_THROWS(Sampler{p}, "sampler: repeat_last_n must be >= 0, got -1");
+// The parameters are checked in lib/, not here; out-of-range ones must still
+// never read outside the logits or return an id outside the vocabulary.
+TEST(sampler_out_of_range_params_stay_in_bounds) {
+  const float inf = std::numeric_limits<float>::infinity();
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  std::vector<SamplerParams> cases(10);
+  cases[0].temperature = -1.0f;
+  cases[1].temperature = nan;
+  cases[2].temperature = inf;
+  cases[3].temperature = 1.0f, cases[3].top_p = 0.0f;
+  cases[4].temperature = 1.0f, cases[4].top_p = -3.0f;
+  cases[5].temperature = 1.0f, cases[5].top_p = nan;
+  cases[6].temperature = 1.0f, cases[6].top_k = -2;
+  cases[7].temperature = 1.0f, cases[7].repeat_penalty = 0.0f;
+  cases[8].temperature = 1.0f, cases[8].repeat_penalty = -inf;
+  cases[9].temperature = 1.0f, cases[9].repeat_last_n = -1;
+  for (size_t c = 0; c < cases.size(); ++c) {
+    Sampler s{cases[c]};
+    for (int rep = 0; rep < 20; ++rep) {
+      std::vector<float> logits = {0.5f, -1.0f, 2.0f, 0.0f};
+      const int32_t id = s.sample(logits.data(), 4, {0, 2, 2, 3});
+      CHECK(id >= 0 && id < 4);
+    }
+  }
 }
 
 TEST(top_logprobs_log_softmax) {
