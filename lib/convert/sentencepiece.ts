@@ -170,6 +170,8 @@ function readPiece(r: Reader, index: number): { piece: string; score: number; ty
     } else if (t.field === 2) {
       r.expect(t, Wire.Fixed32, 'score');
       p.score = r.float32();
+      // Found by fuzzing: a NaN or infinite score parsed, then broke the unigram search.
+      if (!Number.isFinite(p.score)) r.fail(`piece ${index} has a non-finite score (${p.score})`, t.at);
     } else if (t.field === 3) {
       r.expect(t, Wire.Varint, 'type');
       p.type = r.int32();

@@ -13,7 +13,19 @@ export const RUNS = Number(process.env.CXR_FUZZ_RUNS ?? 300);
 
 /** fast-check settings shared by the fuzz tests: seed printed on failure, no time limit. */
 export function params(runs = RUNS): fc.Parameters<unknown> {
-  return { numRuns: runs, endOnFailure: true, ...(process.env.CXR_FUZZ_SEED ? { seed: Number(process.env.CXR_FUZZ_SEED) } : {}) } as fc.Parameters<unknown>;
+  return {
+    numRuns: runs,
+    endOnFailure: true,
+    ...(process.env.CXR_FUZZ_SEED ? { seed: Number(process.env.CXR_FUZZ_SEED) } : {}),
+    // Counterexamples are often whole files: report how to replay one, not its bytes.
+    asyncReporter: undefined,
+    reporter: (out: fc.RunDetails<unknown>) => {
+      if (!out.failed) return;
+      const err = out.errorInstance instanceof Error ? out.errorInstance.message : 'the property returned false';
+      const shown = JSON.stringify(out.counterexample, (_k, v: unknown) => (v instanceof Uint8Array ? `<${v.length} bytes: ${Buffer.from(v.subarray(0, 48)).toString('hex')}…>` : typeof v === 'bigint' ? `${v}n` : v));
+      throw new Error(`property failed after ${out.numRuns} cases (${err}); replay with CXR_FUZZ_SEED=${out.seed}; counterexample ${shown.slice(0, 600)}`);
+    },
+  } as unknown as fc.Parameters<unknown>;
 }
 
 type Mutation =
