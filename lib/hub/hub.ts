@@ -80,6 +80,12 @@ const REQUIRED_FILES = ['config.json', 'tokenizer.model'];
 const OPTIONAL_FILES = ['tokenizer_config.json', 'added_tokens.json', 'special_tokens_map.json', 'generation_config.json'];
 const INDEX_FILE = 'model.safetensors.index.json';
 
+/** Most bytes taken for a file whose size the hub does not say (the shards are ~5 GB and sized). */
+const MAX_UNSIZED_BYTES = 64 * 1024 * 1024 * 1024;
+
+/** A shard name from the index: a plain file name, nothing a path could be made of. */
+const SAFE_SHARD = /^[A-Za-z0-9][A-Za-z0-9._-]*\.safetensors$/;
+
 /** An error that retrying cannot fix (auth, missing file, bad request). */
 class FinalError extends CxrError {}
 
@@ -286,8 +292,22 @@ async function downloadFile(ctx: Ctx, rf: RemoteFile, dest: string, onBytes: (de
         const fh = await open(part, offset > 0 ? 'a' : 'w');
         try {
           if (!res.body) throw new CxrError('ERR_IO', `${rf.name}: empty response body`);
+          // A body longer than the size the hub announced (a lying Content-Length, an
+          // endless stream) is cut off at the first byte too many, before it fills the disk.
+          const limit = rf.size ?? MAX_UNSIZED_BYTES;
+          let at = offset;
           for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
             arm();
+            at += chunk.length;
+            if (at > limit) {
+              ac.abort(new Error('too long'));
+              onBytes(-(at - chunk.length));
+              await unlink(part).catch(() => {});
+              throw new FinalError(
+                'ERR_IO',
+                `${rf.name}: the server sent more than the ${limit} bytes ${rf.size !== undefined ? 'it announced' : 'allowed for a file of unknown size'}; the mirror is broken or hostile, nothing was kept`,
+              );
+            }
             await fh.write(chunk);
             onBytes(chunk.length);
             progressed();
@@ -415,7 +435,7 @@ export async function pullModel(options: PullOptions = {}): Promise<CachedModel>
       const index = JSON.parse(await readFile(dest, 'utf8')) as { weight_map?: Record<string, string> };
       shards = [...new Set(Object.values(index.weight_map ?? {}))].sort();
       for (const s of shards) {
-        if (path.basename(s) !== s || !s.endsWith('.safetensors') || !files.includes(s)) {
+        if (typeof s !== 'string' || !SAFE_SHARD.test(s) || path.basename(s) !== s || !files.includes(s)) {
           throw new CxrError('ERR_IO', `${repo} at ${commit}: ${INDEX_FILE} names ${JSON.stringify(s)}, which the repository does not have`);
         }
       }
