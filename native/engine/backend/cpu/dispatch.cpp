@@ -5,6 +5,9 @@
 
 #include <atomic>
 #include <cstdlib>
+#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
+#include <cpuid.h>
+#endif
 
 #include "backend/cpu/quants_impl.h"
 
@@ -26,7 +29,7 @@ struct Tables {
     // cpu_init is needed if this runs from another file's static constructor,
     // before libgcc has filled in the CPU model.
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) {
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpu_has_f16c()) {
       detail::install_avx2_kernels(fast, kNumTypes);
       level = "avx2";
     }
@@ -65,5 +68,16 @@ const TypeTraits& type_traits(DType t) {
 const char* simd_level() { return g_force_scalar.load() ? "scalar" : tables().level; }
 
 void force_scalar_kernels(bool on) { g_force_scalar.store(on); }
+
+// F16C from CPUID leaf 1 (ECX bit 29): clang before 16 has no "f16c" for
+// __builtin_cpu_supports, and the sanitizer and fuzz builds use Debian's clang 14.
+bool cpu_has_f16c() {
+#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  return __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29)) != 0;
+#else
+  return false;
+#endif
+}
 
 }  // namespace cxr

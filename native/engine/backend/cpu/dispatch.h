@@ -22,4 +22,7 @@ const char* simd_level();
 // call before any inference.
 void force_scalar_kernels(bool on);
 
+// Whether the CPU has F16C (x86 only; false elsewhere).
+bool cpu_has_f16c();
+
 }  // namespace cxr
