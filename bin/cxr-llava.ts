@@ -36,6 +36,7 @@ import { addShardOption, applyShard, type Shard } from '../lib/cli/shard.js';
 import { registerMerge } from '../lib/cli/merge.js';
 import { registerLabel } from '../lib/cli/label.js';
 import { registerEval } from '../lib/cli/eval.js';
+import { registerServe } from '../lib/cli/serve.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -356,6 +357,8 @@ program
     }
     process.stdout.write(out.join('\n') + '\n');
   });
+
+registerServe(program, { openModel: (flags) => openModel(flags, true, true), version: pkg.version });
 
 // `cxr-llava report ... | head` closes the pipe early: stop quietly, that is not an error.
 process.stdout.on('error', (err: NodeJS.ErrnoException) => {

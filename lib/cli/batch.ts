@@ -14,7 +14,7 @@ import { performance } from 'node:perf_hooks';
 import path from 'node:path';
 import { labelReport } from '../eval/labeler.js';
 import { decodeImage, preprocessImage } from '../inputs/image.js';
-import type { Model } from '../runtime/model.js';
+import type { EncodedImage, Model } from '../runtime/model.js';
 import { clock, ms, perSecond } from './format.js';
 import type { InputFile } from './inputs.js';
 import type { ImageFlags } from './options.js';
@@ -90,12 +90,13 @@ export interface PreparedImage {
   sopInstanceUid?: string;
 }
 
-/** Decodes and preprocesses one file for `model`, keeping what the reader reported about it. */
-export async function prepareImage(model: Model, file: string, display: ImageFlags = {}): Promise<PreparedImage> {
+/** Decodes and preprocesses one file (or the bytes of one, named `name` in errors) for `model`, keeping what the reader reported about it. */
+export async function prepareImage(model: Model, file: string | Uint8Array, display: ImageFlags = {}, name?: string): Promise<PreparedImage> {
   const vision = model.info.vision;
   if (!vision) throw new Error(`${model.info.path}: no vision projector (mmproj) is loaded; pass --mmproj`);
   const t0 = performance.now();
   const img = await decodeImage(file, {
+    ...(name !== undefined ? { name } : {}),
     ...(display.window ? { window: display.window } : {}),
     ...(display.voi !== undefined ? { voi: display.voi } : {}),
   });
@@ -118,6 +119,81 @@ export interface SamplingParams {
   topP: number;
   maxTokens: number;
   seed?: bigint;
+}
+
+/** What one image's record is made of, besides the image. */
+export interface RecordRequest {
+  task: Task;
+  /** The question, for `ask`. */
+  question?: string;
+  /** Shown as `file` in the record: the path as given, or an upload's name. */
+  file: string;
+  sampling: SamplingParams;
+  /** Add the CheXpert labels of the text (`findings`). */
+  findings?: boolean;
+}
+
+/** A record with nothing run yet: what a failure before or during generation reports. */
+export function baseRecord(model: Model, req: RecordRequest, img?: PreparedImage): ResultRecord {
+  const s = req.sampling;
+  const r: ResultRecord = {
+    file: req.file,
+    task: req.task,
+    ...(req.question !== undefined ? { question: req.question } : {}),
+    text: null,
+    model: path.basename(model.info.path),
+    params: { temperature: s.temperature, topP: s.topP, maxTokens: s.maxTokens, seed: s.seed === undefined ? null : s.seed.toString() },
+    timings: null,
+    ...(req.findings ? { findings: null } : {}),
+    error: null,
+  };
+  if (img && img.warnings.length > 0) r.warnings = img.warnings;
+  if (img?.sopInstanceUid) r.sopInstanceUid = img.sopInstanceUid;
+  return r;
+}
+
+/**
+ * One prepared image through the model: the vision tower (or `hooks.encode`,
+ * e.g. a cache) and the task's official prompt. The
+ * record a `--jsonl` line holds; the server's /v1/reports returns the same.
+ */
+export async function recordFor(
+  model: Model,
+  req: RecordRequest,
+  img: PreparedImage,
+  hooks: {
+    onStage?: (stage: 'encode' | 'prefill') => void;
+    onToken?: (text: string) => void;
+    signal?: AbortSignal;
+    /** Supplies the encoded image instead of running the vision tower here (`hit`: it was not encoded now, e.g. it came from a cache). */
+    encode?: () => Promise<{ image: EncodedImage; hit: boolean }>;
+  } = {},
+): Promise<ResultRecord> {
+  const base = baseRecord(model, req, img);
+  hooks.onStage?.('encode');
+  const { image: encoded, hit } = hooks.encode
+    ? await hooks.encode()
+    : { image: await model.encodeImage(img.pixels, hooks.signal ? { signal: hooks.signal } : {}), hit: false };
+  hooks.onStage?.('prefill');
+  const s = req.sampling;
+  const gen = {
+    temperature: s.temperature,
+    topP: s.topP,
+    maxTokens: s.maxTokens,
+    ...(hooks.onToken ? { onToken: hooks.onToken } : {}),
+    ...(hooks.signal ? { signal: hooks.signal } : {}),
+    ...(s.seed !== undefined ? { seed: s.seed } : {}),
+  };
+  const r =
+    req.task === 'report' ? await model.report(encoded, gen) : req.task === 'ddx' ? await model.differential(encoded, gen) : await model.ask(encoded, req.question!, gen);
+  return {
+    ...base,
+    text: r.text,
+    params: { ...base.params, seed: r.seed.toString() },
+    finishReason: r.finishReason,
+    timings: { preprocessMs: round(img.preprocessMs), encodeMs: hit ? 0 : round(encoded.encodeMs), ...r.timings },
+    ...(req.findings ? { findings: labelReport(r.text) } : {}),
+  };
 }
 
 export interface BatchOptions {
@@ -168,8 +244,6 @@ export async function runBatch(o: BatchOptions): Promise<BatchSummary> {
   const bar = new ProgressBar({ stream: stderr, output: stdout, quiet: o.quiet === true });
   const stream = o.format === 'text' && !plan && stdout.isTTY === true;
   const headers = o.format === 'text' && !plan && o.inputs.length > 1;
-  const modelName = path.basename(model.info.path);
-  const params = { temperature: o.sampling.temperature, topP: o.sampling.topP, maxTokens: o.sampling.maxTokens };
   const collected: ResultRecord[] = [];
   const sr = o.sr && plan ? new SrWriter(model.info.path, o.sr.version, (line) => bar.log(line)) : undefined;
   const t0 = Date.now();
@@ -243,26 +317,10 @@ export async function runBatch(o: BatchOptions): Promise<BatchSummary> {
         if (index === head) bar.update({ done: index, total: todo.length, stage, item: input.path, note: note ?? '' });
       };
       update('read');
-      const base: ResultRecord = {
-        file: input.path,
-        task: o.task,
-        ...(o.question !== undefined ? { question: o.question } : {}),
-        text: null,
-        model: modelName,
-        params: { ...params, seed: o.sampling.seed === undefined ? null : o.sampling.seed.toString() },
-        timings: null,
-        ...(o.findings ? { findings: null } : {}),
-        error: null,
-      };
+      const req: RecordRequest = { task: o.task, ...(o.question !== undefined ? { question: o.question } : {}), file: input.path, sampling: o.sampling, ...(o.findings ? { findings: true } : {}) };
       let record: ResultRecord;
       try {
         if (!prepared.ok) throw prepared.error;
-        const img = prepared.value;
-        if (img.warnings.length > 0) base.warnings = img.warnings;
-        if (img.sopInstanceUid) base.sopInstanceUid = img.sopInstanceUid;
-        update('encode');
-        const encoded = await model.encodeImage(img.pixels);
-        update('prefill');
         let tokens = 0;
         let decodeStart = 0;
         const onToken = (text: string): void => {
@@ -273,23 +331,12 @@ export async function runBatch(o: BatchOptions): Promise<BatchSummary> {
           if (index === head) write(text);
           else records[index]!.pending += text;
         };
-        const gen = { temperature: o.sampling.temperature, topP: o.sampling.topP, maxTokens: o.sampling.maxTokens, onToken, ...(o.sampling.seed !== undefined ? { seed: o.sampling.seed } : {}) };
-        const r =
-          o.task === 'report' ? await model.report(encoded, gen) : o.task === 'ddx' ? await model.differential(encoded, gen) : await model.ask(encoded, o.question!, gen);
-        const findings = o.findings ? labelReport(r.text) : undefined;
-        record = {
-          ...base,
-          text: r.text,
-          params: { ...params, seed: r.seed.toString() },
-          finishReason: r.finishReason,
-          timings: { preprocessMs: round(img.preprocessMs), encodeMs: round(encoded.encodeMs), ...r.timings },
-          ...(findings ? { findings } : {}),
-        };
+        record = await recordFor(model, req, prepared.value, { onStage: update, onToken });
         summary.ok++;
         if (o.verbose) bar.log(timingLine(input.path, record.timings!));
       } catch (err) {
         const line = errorLine(input.path, err);
-        record = { ...base, error: line };
+        record = { ...baseRecord(model, req, prepared.ok ? prepared.value : undefined), error: line };
         if (o.verbose && err instanceof Error && err.stack) records[index]!.detail = line + '\n' + err.stack;
         summary.failed++;
       }
