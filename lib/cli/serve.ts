@@ -7,7 +7,7 @@
 import { Command } from 'commander';
 import type { Model } from '../runtime/model.js';
 import { closeGracefully, createServer } from '../server/app.js';
-import { addChatterOptions, addModelOptions, intArg, type ChatterFlags, type ModelFlags } from './options.js';
+import { addChatterOptions, addModelOptions, intArg, numberArg, type ChatterFlags, type ModelFlags } from './options.js';
 
 export interface ServeFlags extends ModelFlags, ChatterFlags {
   host: string;
@@ -48,7 +48,7 @@ export function registerServe(program: Command, deps: ServeDeps): Command {
     .option('--port <n>', 'port to listen on (0: any free port)', intArg(0, 65535), 8080)
     .option('--parallel <n>', 'requests the model works on at once', intArg(1, 256), 1)
     .option('--max-queue <n>', 'requests that may wait; past that the answer is 429 with Retry-After (default: 16 x --parallel)', intArg(0, 100000))
-    .option('--timeout <s>', 'per-request deadline in seconds, waiting included', intArg(1, 86400), 600)
+    .option('--timeout <s>', 'per-request deadline in seconds, waiting included', numberArg(0.05, 86400), 600)
     .option('--body-limit <MiB>', 'largest request body', intArg(1, 4096), 64)
     .option('--api-key <key>', 'require "Authorization: Bearer <key>" on /v1 and /metrics (default: $CXR_LLAVA_API_KEY)')
     .option('--cors <origin>', 'let web pages from this origin call the API (default: CORS off)')

@@ -85,6 +85,21 @@ export async function createServer(model: Model, options: ServeOptions = {}): Pr
     return503OnClosing: true,
   });
 
+  // A client that announces a body (Expect: 100-continue, as curl does past 1 MiB) learns at once
+  // that it is too large, before sending it; otherwise the server answers and closes mid-upload.
+  app.server.on('checkContinue', (req, res) => {
+    const length = Number(req.headers['content-length'] ?? NaN);
+    if (length > opts.bodyLimit) {
+      ctx.metrics.errors.inc({ code: 'body_too_large' });
+      ctx.metrics.requests.inc({ route: 'expect-continue', status: '413' });
+      const e = toHttpError({ code: 'FST_ERR_CTP_BODY_TOO_LARGE' }, opts.bodyLimit);
+      res.writeHead(413, { 'content-type': 'application/json; charset=utf-8', connection: 'close' }).end(JSON.stringify(errorBody(e)));
+      return;
+    }
+    res.writeContinue();
+    app.server.emit('request', req, res);
+  });
+
   // Raw image bodies for /v1/reports and the preview; JSON stays fastify's (its errors map to 400).
   app.addContentTypeParser([...IMAGE_MEDIA_TYPES, 'image/x-png', 'application/dicom+octet-stream'], { parseAs: 'buffer', bodyLimit: opts.bodyLimit }, (_req, body, done) => done(null, body));
   await app.register(multipart, { limits: { fileSize: opts.bodyLimit, files: 1, fields: 16, parts: 20 } });
@@ -99,6 +114,7 @@ export async function createServer(model: Model, options: ServeOptions = {}): Pr
   });
   app.addHook('onSend', async (_request, reply, payload) => {
     reply.header('x-content-type-options', 'nosniff');
+    if (ctx.closing) reply.header('connection', 'close');
     return payload;
   });
   app.addHook('onResponse', async (request, reply) => {
@@ -109,12 +125,14 @@ export async function createServer(model: Model, options: ServeOptions = {}): Pr
 
   app.setErrorHandler((err, request, reply) => {
     const e = toHttpError(err, opts.bodyLimit);
+    ctx.metrics.errors.inc({ code: e.code ?? String(e.status) });
     if (e.status >= 500) request.log.error({ status: e.status, code: e.code, err }, e.message);
     else request.log.info({ status: e.status, code: e.code }, e.message);
     if (e.retryAfter !== undefined) void reply.header('retry-after', String(e.retryAfter));
     void reply.status(e.status).type('application/json').send(errorBody(e));
   });
   app.setNotFoundHandler((request, reply) => {
+    ctx.metrics.errors.inc({ code: 'not_found' });
     void reply.status(404).send(errorBody(new HttpError(404, `No route ${request.method} ${request.url.split('?')[0]}`, 'not_found_error', 'not_found')));
   });
 
@@ -185,9 +203,12 @@ export async function closeGracefully(server: CxrServer, graceMs: number): Promi
   ctx.closing = true;
   ctx.queue.drain(new HttpError(503, 'The server is shutting down', 'server_error', 'shutting_down'));
   const force = setTimeout(() => ctx.lifetimes.abortAll(), graceMs);
+  // Keep-alive connections that go idle after close() began would otherwise hold it open for their whole timeout.
+  const sweep = setInterval(() => server.app.server.closeIdleConnections(), 100);
   try {
     await server.app.close();
   } finally {
     clearTimeout(force);
+    clearInterval(sweep);
   }
 }

@@ -61,24 +61,30 @@ export function registerChatRoute(app: FastifyInstance, ctx: ServerContext): voi
           }
         }
         signal.throwIfAborted();
-        result = await model.generate({
-          ...(enc ? { image: enc.image } : {}),
-          messages: req.messages,
-          maxTokens: req.maxTokens,
-          temperature: req.temperature,
-          topP: req.topP,
-          ...(req.seed !== undefined ? { seed: req.seed } : {}),
-          ...(req.stop ? { stop: req.stop } : {}),
-          logprobs: req.logprobs ? Math.max(1, req.topLogprobs) : 0,
-          signal,
-          onToken: (text) => {
-            if (sent++ === 0) {
-              ttftMs = performance.now() - t0;
-              ctx.metrics.ttftSeconds.observe(ttftMs / 1000);
-            }
-            events?.send({ ...head, object: 'chat.completion.chunk', choices: [{ index: 0, delta: { content: text }, logprobs: null, finish_reason: null }] });
-          },
-        });
+        try {
+          result = await model.generate({
+            ...(enc ? { image: enc.image } : {}),
+            messages: req.messages,
+            maxTokens: req.maxTokens,
+            temperature: req.temperature,
+            topP: req.topP,
+            ...(req.seed !== undefined ? { seed: req.seed } : {}),
+            ...(req.stop ? { stop: req.stop } : {}),
+            logprobs: req.logprobs ? Math.max(1, req.topLogprobs) : 0,
+            ignoreEos: req.ignoreEos,
+            signal,
+            onToken: (text) => {
+              if (sent++ === 0) {
+                ttftMs = performance.now() - t0;
+                ctx.metrics.ttftSeconds.observe(ttftMs / 1000);
+              }
+              events?.send({ ...head, object: 'chat.completion.chunk', choices: [{ index: 0, delta: { content: text }, logprobs: null, finish_reason: null }] });
+            },
+          });
+        } catch (err) {
+          ctx.metrics.completionTokens.inc(sent); // what an aborted generation did produce
+          throw err;
+        }
       } finally {
         slot.done();
       }
@@ -105,6 +111,7 @@ export function registerChatRoute(app: FastifyInstance, ctx: ServerContext): voi
       if (!events) throw err;
       // The status line is gone: the error travels as an event, as OpenAI's streams carry them.
       const e = toHttpError(err);
+      ctx.metrics.errors.inc({ code: e.code ?? String(e.status) });
       request.log.warn({ status: e.status, code: e.code }, e.message);
       events.send(errorBody(e));
       events.send('[DONE]');

@@ -22,7 +22,7 @@ export class Lifetimes {
     const ac = new AbortController();
     this.#live.add(ac);
     const timer = setTimeout(() => {
-      ac.abort(new HttpError(504, `The request ran past the server's deadline of ${Math.round(this.deadlineMs / 1000)} s (see --timeout)`, 'timeout_error', 'deadline_exceeded'));
+      ac.abort(new HttpError(504, `The request ran past the server's deadline of ${this.deadlineMs / 1000} s (see --timeout)`, 'timeout_error', 'deadline_exceeded'));
     }, this.deadlineMs);
     timer.unref();
     // 'close' on the response before it finished writing means the client went away.

@@ -13,6 +13,7 @@ const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10
 export class ServerMetrics {
   readonly registry = new Registry();
   readonly requests: Counter<'route' | 'status'>;
+  readonly errors: Counter<'code'>;
   readonly promptTokens: Counter;
   readonly cachedPromptTokens: Counter;
   readonly completionTokens: Counter;
@@ -31,9 +32,10 @@ export class ServerMetrics {
     new Gauge({ name: 'cxr_queue_depth', help: 'Requests waiting for the model', registers, collect() { this.set(queue.depth); } });
     new Gauge({ name: 'cxr_requests_running', help: 'Requests the model is working on', registers, collect() { this.set(queue.active); } });
     new Gauge({ name: 'cxr_parallel_slots', help: 'Requests the model may work on at once (--parallel)', registers, collect() { this.set(queue.parallel); } });
+    this.errors = new Counter({ name: 'cxr_request_errors_total', help: 'Failed requests by error code (client_closed, deadline_exceeded, queue_full, invalid_image, ...)', labelNames: ['code'], registers });
     this.promptTokens = new Counter({ name: 'cxr_prompt_tokens_total', help: 'Prompt positions of generations (image positions included)', registers });
     this.cachedPromptTokens = new Counter({ name: 'cxr_prompt_tokens_cached_total', help: 'Prompt positions reused from the KV cache instead of computed', registers });
-    this.completionTokens = new Counter({ name: 'cxr_completion_tokens_total', help: 'Tokens generated', registers });
+    this.completionTokens = new Counter({ name: 'cxr_completion_tokens_total', help: 'Tokens generated (aborted generations included)', registers });
     this.imageCache = new Counter({ name: 'cxr_image_cache_total', help: 'Encoded-image cache lookups, by result (hit or miss)', labelNames: ['result'], registers });
     this.decodeRate = new Gauge({ name: 'cxr_decode_tokens_per_second', help: 'Decode speed of the last finished generation', registers });
     this.encodeSeconds = new Histogram({ name: 'cxr_encode_seconds', help: 'Vision tower time per encoded image', buckets: LATENCY_BUCKETS, registers });

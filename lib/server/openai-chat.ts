@@ -30,6 +30,8 @@ export interface ChatRequest {
   topLogprobs: number;
   stream: boolean;
   includeUsage: boolean;
+  /** Our extension (as llama.cpp's and vLLM's servers have it): keep generating past end-of-text, for load tests. */
+  ignoreEos: boolean;
 }
 
 /** Defaults: the official sampling settings, and the CLI's token budget. */
@@ -108,6 +110,7 @@ export function parseChatRequest(body: unknown): ChatRequest {
   if (body.stream !== undefined && body.stream !== null && typeof body.stream !== 'boolean') throw badRequest('stream must be true or false', 'stream');
   const so = body.stream_options;
   const includeUsage = isObject(so) && so.include_usage === true;
+  if (body.ignore_eos !== undefined && typeof body.ignore_eos !== 'boolean') throw badRequest('ignore_eos must be true or false', 'ignore_eos');
   return {
     messages,
     ...(image ? { image } : {}),
@@ -120,6 +123,7 @@ export function parseChatRequest(body: unknown): ChatRequest {
     topLogprobs,
     stream: body.stream === true,
     includeUsage,
+    ignoreEos: body.ignore_eos === true,
   };
 }
 

@@ -111,6 +111,7 @@ export function registerReportRoutes(app: FastifyInstance, ctx: ServerContext): 
     } catch (err) {
       if (!events) throw err;
       const e = toHttpError(err);
+      ctx.metrics.errors.inc({ code: e.code ?? String(e.status) });
       request.log.warn({ status: e.status, code: e.code }, e.message);
       events.send(errorBody(e), 'error');
       events.end();

@@ -7,7 +7,7 @@
  */
 import path from 'node:path';
 import type { FastifyRequest } from 'fastify';
-import { badRequest } from './errors.js';
+import { badRequest, HttpError } from './errors.js';
 
 export interface Upload {
   bytes: Buffer;
@@ -31,6 +31,10 @@ export async function readUpload(request: FastifyRequest): Promise<Upload> {
     return { bytes, name: label(file.filename) ?? label(query.name) ?? 'upload' };
   }
   const body = request.body;
+  if (body !== undefined && body !== null && !Buffer.isBuffer(body)) {
+    const type = String(request.headers['content-type'] ?? 'none').split(';')[0];
+    throw new HttpError(415, `Content-Type ${type} is not an image type: send image/png, image/jpeg, image/tiff, image/webp, application/dicom or a multipart form`, 'invalid_request_error', 'unsupported_media_type');
+  }
   if (!Buffer.isBuffer(body) || body.length === 0) {
     throw badRequest('No image in the body: send the file itself (Content-Type image/png, image/jpeg, image/tiff, image/webp or application/dicom) or a multipart form', 'image', 'image_required');
   }
