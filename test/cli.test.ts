@@ -10,7 +10,7 @@ import { writeTinyLlama } from './helpers/tiny-llama.js';
 const dir = mkdtempSync(path.join(tmpdir(), 'cxr-cli0-'));
 t.teardown(() => rmSync(dir, { recursive: true, force: true }));
 const env = cleanEnv(dir);
-const COMMANDS = ['report', 'ddx', 'ask', 'chat', 'bench', 'pull', 'convert', 'info'];
+const COMMANDS = ['report', 'ddx', 'ask', 'chat', 'bench', 'pull', 'convert', 'info', 'serve'];
 
 t.test('--version prints the package version', async (t) => {
   const pkg = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string };
