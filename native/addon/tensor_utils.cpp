@@ -220,7 +220,9 @@ Napi::Object gguf_info_to_js(Napi::Env env, const cxr::GgufFile& f, bool full) {
   o.Set("alignment", Napi::Number::New(env, static_cast<double>(f.alignment())));
   o.Set("dataOffset", Napi::Number::New(env, static_cast<double>(f.data_offset())));
   Napi::Object meta = Napi::Object::New(env);
-  for (const auto& kv : f.kvs()) meta.Set(kv.key, value_to_js(env, kv.value, full));
+  // Defined, not assigned: a key such as "__proto__" must become a property of its own, not the prototype.
+  for (const auto& kv : f.kvs())
+    meta.DefineProperty(Napi::PropertyDescriptor::Value(kv.key, value_to_js(env, kv.value, full), napi_default_jsproperty));
   o.Set("metadata", meta);
   Napi::Array ts = Napi::Array::New(env, f.tensors().size());
   uint32_t i = 0;
