@@ -82,3 +82,14 @@ t.test(`${RUNS} '-' lists of odd file names come back exactly, in order`, async 
   );
   t.equal(n, RUNS);
 });
+
+// Found by the property above (case 8481): a class with a reversed range threw
+// "Range out of order" from the RegExp constructor instead of matching nothing.
+t.test('a reversed range in a glob class matches literally instead of throwing', async (t) => {
+  const d = mkdtempSync(path.join(tmpdir(), 'cxr-glob-'));
+  writeFileSync(path.join(d, 'a.png'), '');
+  writeFileSync(path.join(d, '[b-a].png'), '');
+  const got = await expandInputs([path.join(d, '[b-a].png')]);
+  t.same(got.map((f) => path.basename(f.path)), ['[b-a].png']);
+  rmSync(d, { recursive: true, force: true });
+});

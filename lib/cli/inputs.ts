@@ -46,6 +46,15 @@ export function hasGlobMagic(s: string): boolean {
 }
 
 /** One glob path segment as a RegExp. A leading dot must be matched literally, as in the shell. */
+function validClass(cls: string): boolean {
+  try {
+    new RegExp(cls);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 export function segmentRegExp(glob: string): RegExp {
   let re = '';
   let braces = 0;
@@ -61,7 +70,12 @@ export function segmentRegExp(glob: string): RegExp {
       }
       let body = glob.slice(i + 1, end);
       if (body.startsWith('!')) body = '^' + body.slice(1);
-      re += '[' + body.replace(/\\/g, '\\\\') + ']';
+      const cls = '[' + body.replace(/\\/g, '\\\\') + ']';
+      if (!validClass(cls)) {
+        re += '\\['; // a class no shell could match ('[b-a]'): the '[' is literal, as for an unclosed one
+        continue;
+      }
+      re += cls;
       i = end;
     } else if (c === '{') {
       braces++;
