@@ -75,6 +75,8 @@ t.test('upload, streamed report, model view, record download, follow-up, screens
       if (document.getElementById('report')!.classList.contains('writing')) w.updates++;
     }).observe(document.getElementById('report')!, { childList: true, characterData: true, subtree: true });
   });
+  // The page is ready (its key handlers attached, the model's info shown) before the first key.
+  await page.waitForFunction(() => document.querySelector('.status.ok') !== null, null, { timeout: 60_000 });
   // Keyboard: "o" opens the file picker.
   const [chooser] = await Promise.all([page.waitForEvent('filechooser'), page.keyboard.press('o')]);
   await chooser.setFiles(imagePath);
