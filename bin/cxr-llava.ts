@@ -13,6 +13,7 @@ import { readGgufInfo } from '../lib/runtime/tensors.js';
 import { runBatch } from '../lib/cli/batch.js';
 import { formatBench, runBench } from '../lib/cli/bench.js';
 import { runChat } from '../lib/cli/chat.js';
+import { Interrupt } from '../lib/cli/interrupt.js';
 import { humanBytes } from '../lib/cli/format.js';
 import { expandInputs, type InputFile } from '../lib/cli/inputs.js';
 import {
@@ -29,7 +30,9 @@ import {
   type ModelFlags,
   type SamplingFlags,
 } from '../lib/cli/options.js';
-import { planOutputs, type Format, type Task } from '../lib/cli/output.js';
+import { diskFullError, isDiskFull } from '../lib/errors.js';
+import { planOutputs, removePendingTemps, type Format, type Task } from '../lib/cli/output.js';
+import { cutStdoutToLastLine, stdoutFile } from '../lib/cli/stdout-full.js';
 import { PhasedProgress } from '../lib/cli/progress.js';
 import { pullWithProgress, selectModel } from '../lib/cli/select-model.js';
 import { addShardOption, applyShard, type Shard } from '../lib/cli/shard.js';
@@ -119,24 +122,31 @@ async function batch(cmd: Command, task: Task, args: string[], flags: BatchFlags
       usage(cmd, (err as Error).message);
     }
   }
-  const model = await openModel(flags, true, true);
-  const summary = await runBatch({
-    model,
-    task,
-    ...(question !== undefined ? { question } : {}),
-    inputs,
-    sampling: sampling(flags),
-    display: { ...(flags.window ? { window: flags.window } : {}), ...(flags.voi !== undefined ? { voi: flags.voi } : {}) },
-    format,
-    ...(flags.output ? { outDir: flags.output } : {}),
-    resume: flags.resume === true,
-    ...(flags.sr ? { sr: { version: pkg.version } } : {}),
-    findings: flags.findings === true,
-    parallel: flags.parallel ?? model.info.runtime.parallel,
-    quiet: flags.quiet === true,
-    verbose: flags.verbose === true,
-  });
-  if (summary.failed > 0) process.exitCode = 1;
+  // Ctrl-C from here on stops the batch cleanly (lib/cli/interrupt.ts); a second one at once.
+  const interrupt = new Interrupt().install();
+  try {
+    const model = await openModel(flags, true, true);
+    const summary = await runBatch({
+      model,
+      task,
+      ...(question !== undefined ? { question } : {}),
+      inputs,
+      sampling: sampling(flags),
+      display: { ...(flags.window ? { window: flags.window } : {}), ...(flags.voi !== undefined ? { voi: flags.voi } : {}) },
+      format,
+      ...(flags.output ? { outDir: flags.output } : {}),
+      resume: flags.resume === true,
+      ...(flags.sr ? { sr: { version: pkg.version } } : {}),
+      findings: flags.findings === true,
+      parallel: flags.parallel ?? model.info.runtime.parallel,
+      quiet: flags.quiet === true,
+      verbose: flags.verbose === true,
+      signal: interrupt.signal,
+    });
+    process.exitCode = interrupt.exitCode ?? (summary.failed > 0 ? 1 : 0);
+  } finally {
+    interrupt.uninstall();
+  }
 }
 
 const program = new Command();
@@ -361,9 +371,16 @@ program
 registerServe(program, { openModel: (flags) => openModel(flags, true, true), version: pkg.version });
 
 // `cxr-llava report ... | head` closes the pipe early: stop quietly, that is not an error.
+// A full disk under `> out.jsonl`: stop, naming the file, with only whole lines left in it.
 process.stdout.on('error', (err: NodeJS.ErrnoException) => {
   if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
-  throw err;
+  if (!isDiskFull(err)) throw err;
+  removePendingTemps();
+  const file = stdoutFile();
+  const kept = cutStdoutToLastLine();
+  const what = kept === undefined ? '' : kept === 0 ? '; nothing in it was whole, so it is now empty' : '; it is cut back to its last whole line';
+  process.stderr.write(`error: ${(diskFullError(file ?? 'stdout', err, `free some space, then run the command again${what}`) as Error).message}\n`);
+  process.exit(1);
 });
 
 function verbose(): boolean {

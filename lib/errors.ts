@@ -52,3 +52,21 @@ function describe(actual: unknown): string {
 export function invalidParameterError(name: string, expected: string, actual: unknown): CxrError {
   return new CxrError('ERR_INVALID_ARG', `Expected ${expected} for ${name} but received ${describe(actual)}`);
 }
+
+/** Write errors that mean "the disk is full": ENOSPC, and EDQUOT (a quota); also diskFullError's own. */
+export function isDiskFull(err: unknown): boolean {
+  const e = err as { code?: unknown; cause?: unknown } | null;
+  if (e?.code === 'ENOSPC' || e?.code === 'EDQUOT') return true;
+  return err instanceof CxrError && e?.cause !== err && isDiskFull(e?.cause);
+}
+
+/**
+ * `out/x.json: disk full (ENOSPC): <what to do>`, for a write of `file` that
+ * failed with `err`; other errors pass through unchanged.
+ */
+export function diskFullError(file: string, err: unknown, whatToDo: string): unknown {
+  const code = (err as { code?: unknown } | null)?.code;
+  if (code !== 'ENOSPC' && code !== 'EDQUOT') return err;
+  const what = code === 'EDQUOT' ? 'disk quota exceeded' : 'disk full';
+  return new CxrError('ERR_IO', `${file}: ${what} (${code}): ${whatToDo}`, { cause: err });
+}

@@ -18,6 +18,7 @@ import type { EncodedImage, Model } from '../runtime/model.js';
 import { clock, ms, perSecond } from './format.js';
 import type { InputFile } from './inputs.js';
 import type { ImageFlags } from './options.js';
+import { isDiskFull } from '../errors.js';
 import { alreadyDone, findingsLine, header, planOutputs, recordJson, writeAtomic, type Format, type ResultRecord, type Task } from './output.js';
 import { ProgressBar } from './progress.js';
 import { SrWriter } from './sr-output.js';
@@ -29,12 +30,13 @@ export type Settled<P> = { ok: true; value: P } | { ok: false; error: unknown };
  * Calls `consume` for each item in order, with `prepare(item)` already started
  * for the next item while `consume` works on the current one (a prefetch depth
  * of one: enough to hide I/O and decoding behind generation, and at most two
- * decoded images in memory).
+ * decoded images in memory). Once `signal` is aborted no further item is consumed.
  */
 export async function runPrefetched<T, P>(
   items: readonly T[],
   prepare: (item: T) => Promise<P>,
   consume: (item: T, prepared: Settled<P>, index: number) => Promise<void>,
+  signal?: AbortSignal,
 ): Promise<void> {
   const start = (item: T): Promise<Settled<P>> =>
     prepare(item).then(
@@ -42,7 +44,7 @@ export async function runPrefetched<T, P>(
       (error: unknown) => ({ ok: false as const, error }),
     );
   let next = items.length > 0 ? start(items[0]!) : undefined;
-  for (let i = 0; i < items.length; i++) {
+  for (let i = 0; i < items.length && signal?.aborted !== true; i++) {
     const current = next!;
     next = i + 1 < items.length ? start(items[i + 1]!) : undefined;
     await consume(items[i]!, await current, i);
@@ -59,8 +61,9 @@ export async function runWindowed<T, P>(
   width: number,
   prepare: (item: T) => Promise<P>,
   consume: (item: T, prepared: Settled<P>, index: number) => Promise<void>,
+  signal?: AbortSignal,
 ): Promise<void> {
-  if (width <= 1) return runPrefetched(items, prepare, consume);
+  if (width <= 1) return runPrefetched(items, prepare, consume, signal);
   const start = (i: number): Promise<Settled<P>> =>
     prepare(items[i]!).then(
       (value) => ({ ok: true as const, value }),
@@ -70,7 +73,7 @@ export async function runWindowed<T, P>(
   const prepared_ = (i: number): Promise<Settled<P>> => (prepared[i] ??= start(i));
   let next = 0;
   const lane = async (): Promise<void> => {
-    while (next < items.length) {
+    while (next < items.length && signal?.aborted !== true) {
       const i = next++;
       const p = prepared_(i);
       if (i + 1 < items.length) void prepared_(i + 1);
@@ -218,6 +221,12 @@ export interface BatchOptions {
   parallel?: number;
   quiet?: boolean;
   verbose?: boolean;
+  /**
+   * Stops the batch (the CLI's Ctrl-C): nothing new starts, running generations
+   * are aborted and get no output (`--resume` runs them again), finished ones are
+   * still written in order.
+   */
+  signal?: AbortSignal;
   stdout?: NodeJS.WriteStream;
   stderr?: NodeJS.WriteStream;
 }
@@ -226,7 +235,12 @@ export interface BatchSummary {
   ok: number;
   failed: number;
   skipped: number;
+  /** Inputs left without a result because `signal` stopped the batch. */
+  stopped: number;
 }
+
+/** What --resume tells the user after a write failed for lack of space. */
+const DISK_FULL_HINT = 'free some space, then run again with --resume (finished outputs are kept)';
 
 /** "x.png: why", without naming the file twice when the error already does. */
 function errorLine(file: string, err: unknown): string {
@@ -240,18 +254,27 @@ export async function runBatch(o: BatchOptions): Promise<BatchSummary> {
   const model = o.model;
   const plan = o.outDir ? planOutputs(o.outDir, o.inputs, o.format) : undefined;
   const todo = plan && o.resume ? o.inputs.filter((f) => !alreadyDone(plan.get(f)!)) : [...o.inputs];
-  const summary: BatchSummary = { ok: 0, failed: 0, skipped: o.inputs.length - todo.length };
+  const summary: BatchSummary = { ok: 0, failed: 0, skipped: o.inputs.length - todo.length, stopped: 0 };
   const bar = new ProgressBar({ stream: stderr, output: stdout, quiet: o.quiet === true });
   const stream = o.format === 'text' && !plan && stdout.isTTY === true;
   const headers = o.format === 'text' && !plan && o.inputs.length > 1;
   const collected: ResultRecord[] = [];
-  const sr = o.sr && plan ? new SrWriter(model.info.path, o.sr.version, (line) => bar.log(line)) : undefined;
+  const sr = o.sr && plan ? new SrWriter(model.info.path, o.sr.version, (line) => bar.log(line), DISK_FULL_HINT) : undefined;
   const t0 = Date.now();
   /** Text blocks written to stdout so far; blocks after the first are set off by a blank line. */
   let blocks = 0;
   if (summary.skipped > 0 && o.verbose) bar.log(`${summary.skipped} of ${o.inputs.length} already done in ${o.outDir}; skipping them`);
 
-  const emit = async (input: InputFile, r: ResultRecord): Promise<void> => {
+  // Aborted by the caller's signal, or by an output that cannot be written (the rest could not be either).
+  const stop = new AbortController();
+  const onAbort = (): void => stop.abort(o.signal!.reason);
+  if (o.signal?.aborted) onAbort();
+  else o.signal?.addEventListener('abort', onAbort, { once: true });
+  /** The write error that stopped the batch; runBatch throws it at the end. */
+  let fatal: { error: unknown } | undefined;
+
+  /** Writes one record where it goes; false when the input counts as failed after all (its SR could not be made). */
+  const emit = async (input: InputFile, r: ResultRecord): Promise<boolean> => {
     if (plan) {
       const out = plan.get(input)!;
       if (r.error === null && sr) {
@@ -259,26 +282,26 @@ export async function runBatch(o: BatchOptions): Promise<BatchSummary> {
         try {
           await sr.write(input.path, out, r.text ?? '');
         } catch (err) {
+          if (isDiskFull(err)) throw err;
           bar.log(`error: ${errorLine(input.path, err)}`);
-          summary.failed++;
-          summary.ok--;
-          return;
+          return false;
         }
       }
-      if (r.error === null) await writeAtomic(out, o.format === 'text' ? textBlock(r) : recordJson(r, true));
+      if (r.error === null) await writeAtomic(out, o.format === 'text' ? textBlock(r) : recordJson(r, true), { diskFull: DISK_FULL_HINT });
     } else if (o.format === 'jsonl') bar.output(recordJson(r, false));
     else if (o.format === 'json') collected.push(r);
     else if (!stream && r.error === null) {
       bar.output((headers ? (blocks > 0 ? '\n' : '') + header(input.path) : '') + textBlock(r));
       blocks++;
     }
+    return r.error === null;
   };
 
-  // Each item's record, settled when its generation ends; they are written in input order.
+  // Each item's record, settled when its generation ends (undefined: stopped before it ended); they are written in input order.
   const width = Math.max(1, Math.min(o.parallel ?? 1, Math.max(1, todo.length)));
   const records = todo.map(() => {
-    let resolve!: (r: ResultRecord) => void;
-    const done = new Promise<ResultRecord>((r) => (resolve = r));
+    let resolve!: (r: ResultRecord | undefined) => void;
+    const done = new Promise<ResultRecord | undefined>((r) => (resolve = r));
     return { done, resolve, pending: '', stage: 'read', detail: undefined as string | undefined };
   });
   /** The earliest item not yet written: the one whose text streams live. */
@@ -289,7 +312,7 @@ export async function runBatch(o: BatchOptions): Promise<BatchSummary> {
     if (text !== '') midText = !text.endsWith('\n');
   };
   const writer = (async () => {
-    for (let i = 0; i < todo.length; i++) {
+    for (let i = 0; i < todo.length && fatal === undefined; i++) {
       head = i;
       const input = todo[i]!;
       // The bar now follows this item, from the stage it has reached.
@@ -300,9 +323,16 @@ export async function runBatch(o: BatchOptions): Promise<BatchSummary> {
       const record = await records[i]!.done;
       if (stream && midText) write('\n');
       midText = false;
+      if (record === undefined) continue; // stopped: no output, so --resume runs it again
       if (stream && record.findings) write(findingsLine(record.findings));
       if (record.error !== null) bar.log(`error: ${records[i]!.detail ?? record.error}`);
-      await emit(input, record);
+      try {
+        if (await emit(input, record)) summary.ok++;
+        else summary.failed++;
+      } catch (err) {
+        fatal = { error: err };
+        stop.abort(err);
+      }
       bar.update({ done: i + 1, total: todo.length, stage: 'done' });
     }
   })();
@@ -331,24 +361,33 @@ export async function runBatch(o: BatchOptions): Promise<BatchSummary> {
           if (index === head) write(text);
           else records[index]!.pending += text;
         };
-        record = await recordFor(model, req, prepared.value, { onStage: update, onToken });
-        summary.ok++;
+        record = await recordFor(model, req, prepared.value, { onStage: update, onToken, signal: stop.signal });
         if (o.verbose) bar.log(timingLine(input.path, record.timings!));
       } catch (err) {
+        if (stop.signal.aborted) {
+          records[index]!.resolve(undefined);
+          return;
+        }
         const line = errorLine(input.path, err);
         record = { ...baseRecord(model, req, prepared.ok ? prepared.value : undefined), error: line };
         if (o.verbose && err instanceof Error && err.stack) records[index]!.detail = line + '\n' + err.stack;
-        summary.failed++;
       }
       records[index]!.resolve(record);
     },
+    stop.signal,
   );
+  // Items never started (the batch was stopped) have no record.
+  for (const r of records) r.resolve(undefined);
   await writer;
+  o.signal?.removeEventListener('abort', onAbort);
   bar.stop();
+  if (fatal) throw fatal.error;
+  summary.stopped = todo.length - summary.ok - summary.failed;
   if (o.format === 'json') stdout.write(JSON.stringify(collected, null, 2) + '\n');
-  if (!o.quiet && (o.inputs.length > 1 || summary.skipped > 0)) {
+  if (!o.quiet && (o.inputs.length > 1 || summary.skipped > 0 || summary.stopped > 0)) {
     const parts = [`${summary.ok} done`, `${summary.failed} failed`];
     if (summary.skipped > 0) parts.push(`${summary.skipped} skipped (output exists)`);
+    if (summary.stopped > 0) parts.push(`${summary.stopped} not done (stopped${plan ? '; run again with --resume to finish them' : ''})`);
     stderr.write(`${parts.join(', ')} in ${clock((Date.now() - t0) / 1000)}\n`);
   }
   return summary;

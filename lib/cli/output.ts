@@ -5,9 +5,10 @@
  * `--resume` would then mistake for a finished one.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, unlinkSync } from 'node:fs';
 import { mkdir, rename, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { diskFullError } from '../errors.js';
 import type { Findings } from '../eval/observations.js';
 import type { InputFile } from './inputs.js';
 
@@ -46,16 +47,44 @@ export interface ResultRecord {
   error: string | null;
 }
 
-/** Writes `data` to `file` via a temp file in the same folder and a rename. */
-export async function writeAtomic(file: string, data: string | Uint8Array): Promise<void> {
-  await mkdir(path.dirname(file), { recursive: true });
+/** Temp files being written now; a forced exit (a second Ctrl-C) removes them. */
+const pendingTemps = new Set<string>();
+
+/** Removes the temp files of writes still in progress (synchronously: for a forced exit). */
+export function removePendingTemps(): void {
+  for (const tmp of pendingTemps) {
+    try {
+      unlinkSync(tmp);
+    } catch {
+      // Not created yet, or already renamed.
+    }
+  }
+  pendingTemps.clear();
+}
+
+export interface WriteAtomicOptions {
+  /** What the disk-full message tells the user to do (default: free some space, then run again). */
+  diskFull?: string;
+}
+
+/**
+ * Writes `data` to `file` via a temp file in the same folder and a rename: the
+ * file is whole or absent, also when two processes write it at once (each has its
+ * own temp name; the last rename wins). A failed write removes its temp file and
+ * throws; a full disk throws `<file>: disk full (ENOSPC): ...` (CxrError ERR_IO).
+ */
+export async function writeAtomic(file: string, data: string | Uint8Array, options: WriteAtomicOptions = {}): Promise<void> {
   const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}-${randomBytes(4).toString('hex')}.tmp`);
+  pendingTemps.add(tmp);
   try {
+    await mkdir(path.dirname(file), { recursive: true });
     await writeFile(tmp, data);
     await rename(tmp, file);
   } catch (err) {
     await unlink(tmp).catch(() => {});
-    throw err;
+    throw diskFullError(file, err, options.diskFull ?? 'free some space, then run again');
+  } finally {
+    pendingTemps.delete(tmp);
   }
 }
 

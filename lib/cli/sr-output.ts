@@ -36,6 +36,8 @@ export class SrWriter {
     private readonly modelPath: string,
     private readonly version: string,
     private readonly log: (line: string) => void,
+    /** What a disk-full error tells the user to do. */
+    private readonly diskFull?: string,
   ) {}
 
   /**
@@ -55,7 +57,7 @@ export class SrWriter {
     this.#sha ??= sha256File(this.modelPath);
     const sr = buildReportSr(bytes, input, { text, version: this.version, modelFile: path.basename(this.modelPath), modelSha256: await this.#sha });
     const out = srPath(reportFile);
-    await writeAtomic(out, sr);
+    await writeAtomic(out, sr, this.diskFull !== undefined ? { diskFull: this.diskFull } : {});
     return out;
   }
 }

@@ -20,6 +20,7 @@ import { mkdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { addClipToGguf, clipRecipes, officialClipTensors, type ClipHParams, type ClipRecipeName } from './clip-gguf.js';
+import { humanBytes } from '../cli/format.js';
 import { GGML_TYPES, GgufWriter, tensorBytes, type GgmlTypeName } from './gguf-writer.js';
 import {
   addLlamaToGguf,
@@ -34,7 +35,7 @@ import {
 import { SafetensorsCheckpoint } from './safetensors.js';
 import { parseSentencePieceModel } from './sentencepiece.js';
 import { quantizeAsync } from '../runtime/tensors.js';
-import { invalidParameterError } from '../errors.js';
+import { diskFullError, invalidParameterError } from '../errors.js';
 
 /** Storage types of the text model. */
 export const CONVERT_TYPES = ['q8_0', 'q4_k_m', 'q4_0', 'f16', 'f32'] as const;
@@ -530,12 +531,20 @@ export async function convertCheckpoint(hfDir: string, options: ConvertOptions):
 
     const stagedText = path.join(staging, names.text);
     const stagedMmproj = path.join(staging, names.mmproj);
-    await textWriter.write(stagedText);
-    await visionWriter.write(stagedMmproj);
-
-    await mkdir(outDir, { recursive: true });
     const textPath = path.join(outDir, names.text);
     const mmprojPath = path.join(outDir, names.mmproj);
+    let writing = textPath;
+    try {
+      await textWriter.write(stagedText);
+      writing = mmprojPath;
+      await visionWriter.write(stagedMmproj);
+    } catch (err) {
+      // The staging folder goes below, so the space it took is free again.
+      const need = humanBytes(textWriter.fileBytes + visionWriter.fileBytes);
+      throw diskFullError(writing, err, `the two GGUF files need ${need} free in ${outDir}; free some space there, then run the command again (nothing was left behind)`);
+    }
+
+    await mkdir(outDir, { recursive: true });
     await rename(stagedText, textPath);
     try {
       await rename(stagedMmproj, mmprojPath);

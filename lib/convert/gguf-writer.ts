@@ -313,14 +313,15 @@ export class GgufWriter {
     return this;
   }
 
-  /**
-   * Writes the whole file to `${path}.tmp-<pid>-<random>` and renames it into place; on any error the temp
-   * file is removed and nothing appears at `path`. onProgress(bytesWritten, totalBytes, tensorName).
-   */
-  async write(path: string, onProgress?: (done: number, total: number, tensor: string) => void): Promise<void> {
+  /** The size of the file write() makes, in bytes (to tell how much space it needs). */
+  get fileBytes(): number {
+    return this.layout().total;
+  }
+
+  /** The encoded header, the padding rule and the total file size. */
+  private layout(): { header: Buffer; pad: (n: number) => number; total: number } {
     const align = this.alignment;
     const pad = (n: number) => (align - (n % align)) % align;
-
     // The alignment key is only needed when it differs from the default.
     const kvs = [...this.kvs.values()];
     if (!this.kvs.has('general.alignment') && align !== DEFAULT_ALIGNMENT) {
@@ -342,7 +343,15 @@ export class GgufWriter {
     fixed.writeBigUInt64LE(BigInt(kvs.length), 16);
     const header = Buffer.concat([fixed, ...kvs, ...infos]);
     const dataStart = header.length + pad(header.length);
-    const total = dataStart + offset;
+    return { header, pad, total: dataStart + offset };
+  }
+
+  /**
+   * Writes the whole file to `${path}.tmp-<pid>-<random>` and renames it into place; on any error the temp
+   * file is removed and nothing appears at `path`. onProgress(bytesWritten, totalBytes, tensorName).
+   */
+  async write(path: string, onProgress?: (done: number, total: number, tensor: string) => void): Promise<void> {
+    const { header, pad, total } = this.layout();
 
     const tmp = `${path}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`;
     let fh: FileHandle | undefined;

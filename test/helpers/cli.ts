@@ -2,8 +2,8 @@
 // pipe or inside a pseudo-terminal, and builds the tiny model and image folders
 // the CLI tests use.
 
-import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, existsSync, openSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -35,26 +35,54 @@ export function cleanEnv(home: string, extra: Record<string, string | undefined>
   return { ...process.env, CXR_LLAVA_MODEL: undefined, CXR_LLAVA_HOME: path.join(home, 'cache'), HF_TOKEN: undefined, ...extra };
 }
 
-/** `node dist/bin/cxr-llava.js ...args` with pipes for stdin, stdout and stderr. */
-export function runCli(args: readonly string[], opts: CliOptions = {}): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], {
-      cwd: opts.cwd ?? ROOT,
-      env: (opts.env ?? process.env) as NodeJS.ProcessEnv,
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+/** A CLI child still running: signal it, read its output so far, await its end. */
+export interface RunningCli {
+  child: ChildProcess;
+  /** Everything it wrote to stderr so far. */
+  stderr(): string;
+  done: Promise<CliResult & { signal: NodeJS.Signals | null }>;
+}
+
+export interface StartOptions extends CliOptions {
+  /** Node's own arguments before the script, e.g. `['--require', FS_FAULTS]`. */
+  nodeArgs?: readonly string[];
+  /** Send stdout into this file instead of a pipe (the result's stdout is then empty). */
+  stdoutFile?: string;
+}
+
+/**
+ * Starts `node [nodeArgs] dist/bin/cxr-llava.js ...args` with pipes for stdin,
+ * stdout and stderr (`nodeArgs`: e.g. `--require` of a test/helpers preload).
+ */
+export function startCli(args: readonly string[], opts: StartOptions = {}): RunningCli {
+  // stdout into a file, as `> out.jsonl` does: the file is opened (truncated) here and handed over.
+  const outFd = opts.stdoutFile !== undefined ? openSync(opts.stdoutFile, 'w') : undefined;
+  const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), CLI, ...args], {
+    cwd: opts.cwd ?? ROOT,
+    env: (opts.env ?? process.env) as NodeJS.ProcessEnv,
+    stdio: ['pipe', outFd ?? 'pipe', 'pipe'],
+  });
+  if (outFd !== undefined) closeSync(outFd);
+  let stdout = '';
+  let stderr = '';
+  child.stdout?.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  const done = new Promise<CliResult & { signal: NodeJS.Signals | null }>((resolve, reject) => {
     const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 60_000);
     child.on('error', reject);
-    child.on('close', (code) => {
+    child.on('close', (code, signal) => {
       clearTimeout(timer);
-      resolve({ code, stdout, stderr });
+      resolve({ code, signal, stdout, stderr });
     });
-    child.stdin.end(opts.stdin ?? '');
   });
+  child.stdin!.end(opts.stdin ?? '');
+  return { child, stderr: () => stderr, done };
+}
+
+/** `node dist/bin/cxr-llava.js ...args` with pipes for stdin, stdout and stderr. */
+export async function runCli(args: readonly string[], opts: StartOptions = {}): Promise<CliResult> {
+  const { code, stdout, stderr } = await startCli(args, opts).done;
+  return { code, stdout, stderr };
 }
 
 function shellQuote(s: string): string {
@@ -149,4 +177,19 @@ export async function writeImageFolder(dir: string): Promise<{ good: string[]; b
   ];
   for (const [name, data] of [...good, ...bad]) await writeFile(path.join(dir, name), data);
   return { good: good.map(([n]) => path.join(dir, n)), bad: bad.map(([n]) => path.join(dir, n)) };
+}
+
+/** The preload that makes the CLI's file system fail or slow down (see its header); pass as `nodeArgs: ['--require', FS_FAULTS]`. */
+export const FS_FAULTS = path.join(ROOT, 'test/helpers/fs-faults.cjs');
+
+/** `n` small PNGs x000.png ... in `dir`, each a different image. */
+export async function writeManyImages(dir: string, n: number, size = 32): Promise<string[]> {
+  await mkdir(dir, { recursive: true });
+  const files: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const f = path.join(dir, `x${String(i).padStart(String(n - 1).length, '0')}.png`);
+    await writeFile(f, await imageBytes(size, size, i));
+    files.push(f);
+  }
+  return files;
 }
