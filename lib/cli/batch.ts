@@ -273,10 +273,15 @@ export async function runBatch(o: BatchOptions): Promise<BatchSummary> {
   /** The write error that stopped the batch; runBatch throws it at the end. */
   let fatal: { error: unknown } | undefined;
 
-  /** Writes one record where it goes; false when the input counts as failed after all (its SR could not be made). */
-  const emit = async (input: InputFile, r: ResultRecord): Promise<boolean> => {
+  /**
+   * Writes one record where it goes. 'failed': the input counts as failed after all (its
+   * SR could not be made); 'skipped': with --resume, another run sharing the folder wrote it first.
+   */
+  const emit = async (input: InputFile, r: ResultRecord): Promise<'ok' | 'failed' | 'skipped'> => {
     if (plan) {
       const out = plan.get(input)!;
+      // Its SR would replace the other run's, which belongs with that run's report.
+      if (o.resume && alreadyDone(out)) return 'skipped';
       if (r.error === null && sr) {
         // The SR first: with --resume the report file is what marks an input done.
         try {
@@ -284,24 +289,28 @@ export async function runBatch(o: BatchOptions): Promise<BatchSummary> {
         } catch (err) {
           if (isDiskFull(err)) throw err;
           bar.log(`error: ${errorLine(input.path, err)}`);
-          return false;
+          return 'failed';
         }
       }
-      if (r.error === null) await writeAtomic(out, o.format === 'text' ? textBlock(r) : recordJson(r, true), { diskFull: DISK_FULL_HINT });
+      if (r.error === null) {
+        const body = o.format === 'text' ? textBlock(r) : recordJson(r, true);
+        if (!(await writeAtomic(out, body, { diskFull: DISK_FULL_HINT, noReplace: o.resume === true }))) return 'skipped';
+      }
     } else if (o.format === 'jsonl') bar.output(recordJson(r, false));
     else if (o.format === 'json') collected.push(r);
     else if (!stream && r.error === null) {
       bar.output((headers ? (blocks > 0 ? '\n' : '') + header(input.path) : '') + textBlock(r));
       blocks++;
     }
-    return r.error === null;
+    return r.error === null ? 'ok' : 'failed';
   };
 
-  // Each item's record, settled when its generation ends (undefined: stopped before it ended); they are written in input order.
+  // Each item's record, settled when its generation ends (undefined: stopped before it ended; 'skipped': done by
+  // another run meanwhile); they are written in input order.
   const width = Math.max(1, Math.min(o.parallel ?? 1, Math.max(1, todo.length)));
   const records = todo.map(() => {
-    let resolve!: (r: ResultRecord | undefined) => void;
-    const done = new Promise<ResultRecord | undefined>((r) => (resolve = r));
+    let resolve!: (r: ResultRecord | 'skipped' | undefined) => void;
+    const done = new Promise<ResultRecord | 'skipped' | undefined>((r) => (resolve = r));
     return { done, resolve, pending: '', stage: 'read', detail: undefined as string | undefined };
   });
   /** The earliest item not yet written: the one whose text streams live. */
@@ -324,11 +333,14 @@ export async function runBatch(o: BatchOptions): Promise<BatchSummary> {
       if (stream && midText) write('\n');
       midText = false;
       if (record === undefined) continue; // stopped: no output, so --resume runs it again
+      if (record === 'skipped') {
+        summary.skipped++;
+        continue;
+      }
       if (stream && record.findings) write(findingsLine(record.findings));
       if (record.error !== null) bar.log(`error: ${records[i]!.detail ?? record.error}`);
       try {
-        if (await emit(input, record)) summary.ok++;
-        else summary.failed++;
+        summary[await emit(input, record)]++;
       } catch (err) {
         fatal = { error: err };
         stop.abort(err);
@@ -346,6 +358,11 @@ export async function runBatch(o: BatchOptions): Promise<BatchSummary> {
         records[index]!.stage = stage;
         if (index === head) bar.update({ done: index, total: todo.length, stage, item: input.path, note: note ?? '' });
       };
+      // --resume with another run on the same folder: it may have finished this one meanwhile.
+      if (plan && o.resume && alreadyDone(plan.get(input)!)) {
+        records[index]!.resolve('skipped');
+        return;
+      }
       update('read');
       const req: RecordRequest = { task: o.task, ...(o.question !== undefined ? { question: o.question } : {}), file: input.path, sampling: o.sampling, ...(o.findings ? { findings: true } : {}) };
       let record: ResultRecord;
@@ -382,7 +399,7 @@ export async function runBatch(o: BatchOptions): Promise<BatchSummary> {
   o.signal?.removeEventListener('abort', onAbort);
   bar.stop();
   if (fatal) throw fatal.error;
-  summary.stopped = todo.length - summary.ok - summary.failed;
+  summary.stopped = o.inputs.length - summary.skipped - summary.ok - summary.failed;
   if (o.format === 'json') stdout.write(JSON.stringify(collected, null, 2) + '\n');
   if (!o.quiet && (o.inputs.length > 1 || summary.skipped > 0 || summary.stopped > 0)) {
     const parts = [`${summary.ok} done`, `${summary.failed} failed`];

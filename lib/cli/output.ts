@@ -6,7 +6,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync, unlinkSync } from 'node:fs';
-import { mkdir, rename, unlink, writeFile } from 'node:fs/promises';
+import { link, mkdir, rename, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { diskFullError } from '../errors.js';
 import type { Findings } from '../eval/observations.js';
@@ -65,27 +65,52 @@ export function removePendingTemps(): void {
 export interface WriteAtomicOptions {
   /** What the disk-full message tells the user to do (default: free some space, then run again). */
   diskFull?: string;
+  /**
+   * Leave an existing `file` as it is (`--resume`: another run sharing the folder
+   * finished it first): the new data is dropped and writeAtomic returns false.
+   */
+  noReplace?: boolean;
 }
 
 /**
  * Writes `data` to `file` via a temp file in the same folder and a rename: the
  * file is whole or absent, also when two processes write it at once (each has its
- * own temp name; the last rename wins). A failed write removes its temp file and
- * throws; a full disk throws `<file>: disk full (ENOSPC): ...` (CxrError ERR_IO).
+ * own temp name). With `noReplace` the temp file is hard-linked into place, which
+ * fails when `file` exists, so the first writer wins and its file is never
+ * replaced (where the file system has no hard links, an existence check and a
+ * rename stand in). Returns whether `file` now holds `data`. A failed write
+ * removes its temp file and throws; a full disk throws `<file>: disk full (ENOSPC): ...` (CxrError ERR_IO).
  */
-export async function writeAtomic(file: string, data: string | Uint8Array, options: WriteAtomicOptions = {}): Promise<void> {
+export async function writeAtomic(file: string, data: string | Uint8Array, options: WriteAtomicOptions = {}): Promise<boolean> {
   const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}-${randomBytes(4).toString('hex')}.tmp`);
   pendingTemps.add(tmp);
   try {
     await mkdir(path.dirname(file), { recursive: true });
     await writeFile(tmp, data);
+    if (options.noReplace) return await publishNew(tmp, file);
     await rename(tmp, file);
+    return true;
   } catch (err) {
-    await unlink(tmp).catch(() => {});
     throw diskFullError(file, err, options.diskFull ?? 'free some space, then run again');
   } finally {
+    await unlink(tmp).catch(() => {}); // gone already after a rename
     pendingTemps.delete(tmp);
   }
+}
+
+/** Moves `tmp` to `file` unless `file` exists; false when it did. */
+async function publishNew(tmp: string, file: string): Promise<boolean> {
+  try {
+    await link(tmp, file);
+    return true;
+  } catch (err) {
+    const code = (err as { code?: unknown }).code;
+    if (code === 'EEXIST') return false;
+    if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'ENOSYS') throw err;
+  }
+  if (existsSync(file)) return false;
+  await rename(tmp, file);
+  return true;
 }
 
 /** The output file of one input: its relative name with the extension swapped. */
