@@ -9,7 +9,7 @@
  *     after another or with up to `parallel` in the model at once (a new one starts when
  *     one ends, as `cxr-llava report --parallel N` does); images per minute.
  */
-import { native, type NativeModel, type NativeResult, type NativeSegment } from '../lib/runtime/native.js';
+import { native, type NativeImage, type NativeModel, type NativeResult, type NativeSegment } from '../lib/runtime/native.js';
 
 export interface BatchOptions {
   threads: number;
@@ -59,10 +59,10 @@ function generate(m: NativeModel, segments: NativeSegment[], gen: number): Promi
   });
 }
 
-function encode(m: NativeModel, pixels: Float32Array): Promise<Float32Array> {
+function encode(m: NativeModel, pixels: Float32Array): Promise<NativeImage> {
   return new Promise((resolve, reject) => {
     m.encodeImage(pixels, (kind, payload) => {
-      if (kind === 'encoded') resolve((payload as { data: Float32Array }).data);
+      if (kind === 'encoded') resolve((payload as { image: NativeImage }).image);
       else reject(payload as Error);
     });
   });
@@ -103,10 +103,10 @@ async function reportRate(m: NativeModel, o: BatchOptions, width: number, run: n
   const t0 = performance.now();
   let next = 0;
   const one = async (i: number): Promise<void> => {
-    const embd = await encode(m, imageFor(o, run * o.reports + i));
+    const image = await encode(m, imageFor(o, run * o.reports + i));
     const before = randomIds(Math.ceil(o.reportPrompt / 2), o.vocabSize, bos);
     const after = randomIds(Math.floor(o.reportPrompt / 2), o.vocabSize, null);
-    const r = await generate(m, [{ tokens: before }, { embd, id: 0 }, { tokens: after }], o.reportGen);
+    const r = await generate(m, [{ tokens: before }, { image, id: 0 }, { tokens: after }], o.reportGen);
     if (r.result.decodeTokens !== o.reportGen) throw new Error(`report ${i}: ${r.result.decodeTokens} tokens (${r.result.finishReason})`);
   };
   const lane = async (): Promise<void> => {

@@ -21,7 +21,7 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { native, type NativeModel, type NativeResult, type NativeSegment } from '../lib/runtime/native.js';
+import { native, type NativeImage, type NativeModel, type NativeResult, type NativeSegment } from '../lib/runtime/native.js';
 import { readGgufInfo, simdLevel } from '../lib/runtime/tensors.js';
 import { benchBatch, type BatchResult } from './batch.js';
 import { anchorMissingReason, LlamaCppModel, LLAMA_CPP_ANCHOR_VERSION, loadedCpuVariant, restrictAnchorToAvx2 } from './llama-cpp.js';
@@ -235,10 +235,10 @@ async function llamaRun(m: LlamaCppModel, prompt: number[], gen: number): Promis
   return { prefillTokens: r.prefillTokens, prefillMs: r.prefillMs, decodeTokens: r.decodeTokens, decodeMs: r.decodeMs };
 }
 
-function encodeRaw(m: NativeModel, pixels: Float32Array): Promise<{ data: Float32Array; ms: number }> {
+function encodeRaw(m: NativeModel, pixels: Float32Array): Promise<{ image: NativeImage; ms: number }> {
   return new Promise((resolve, reject) => {
     m.encodeImage(pixels, (kind, payload) => {
-      if (kind === 'encoded') resolve(payload as { data: Float32Array; ms: number });
+      if (kind === 'encoded') resolve(payload as { image: NativeImage; ms: number });
       else reject(payload as Error);
     });
   });
@@ -403,7 +403,7 @@ async function benchVision(o: Options, textFile: string, compare: boolean): Prom
         const e = await encodeRaw(models[t], pixels);
         res.ours[t].push(e.ms);
         log(`[vision] run ${r + 1}/${o.runs} ours ${t}: ${(e.ms / 1000).toFixed(2)} s`);
-        if (r === 0 && t === 'f16' && compare) writeFileSync(path.join(o.dir, 'ours-f16.f32'), new Uint8Array(e.data.buffer));
+        if (r === 0 && t === 'f16' && compare) writeFileSync(path.join(o.dir, 'ours-f16.f32'), new Uint8Array(e.image.read().buffer));
       }
       if (compare) {
         // The anchor runs the F16 file's weights in fp32; the first call also checks its
@@ -456,7 +456,7 @@ async function benchReport(o: Options, textFile: string, mmproj: string): Promis
     const e = await encodeRaw(m, pixels);
     const r = await generateRaw(
       m,
-      [{ tokens: Int32Array.from(before) }, { embd: e.data, id: 1 }, { tokens: Int32Array.from(after) }],
+      [{ tokens: Int32Array.from(before) }, { image: e.image, id: 1 }, { tokens: Int32Array.from(after) }],
       o.reportGen,
     );
     const res = { loadMs, encodeMs: e.ms, prefillTokens: r.prefillTokens, prefillMs: r.prefillMs, decodeTokens: r.decodeTokens, decodeMs: r.decodeMs };

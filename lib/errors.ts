@@ -18,6 +18,7 @@ export type CxrErrorCode =
   | 'ERR_INTERNAL'
   | 'ERR_NATIVE_LOAD'
   | 'ERR_IMAGE'
+  | 'ERR_IMAGE_DISPOSED'
   | 'ERR_BACKEND';
 
 export class CxrError extends Error {

@@ -9,8 +9,8 @@
  * ```
  */
 export { loadModel, Model, ChatSession } from './runtime/model.js';
+export { EncodedImage } from './runtime/encoded-image.js';
 export type {
-  EncodedImage,
   LoadModelOptions,
   ModelInfo,
   Progress,

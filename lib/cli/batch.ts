@@ -13,7 +13,7 @@
 import { performance } from 'node:perf_hooks';
 import path from 'node:path';
 import { labelReport } from '../eval/labeler.js';
-import { decodeImage, preprocessImage } from '../inputs/image.js';
+import { decodeImage, type RawPixels } from '../inputs/image.js';
 import type { EncodedImage, Model } from '../runtime/model.js';
 import { clock, ms, perSecond } from './format.js';
 import type { InputFile } from './inputs.js';
@@ -85,15 +85,21 @@ export async function runWindowed<T, P>(
   await Promise.all(Array.from({ length: Math.min(width, items.length) }, lane));
 }
 
-/** An image ready for the vision tower. */
+/**
+ * An image decoded for the vision tower: its 8-bit pixels, which the engine
+ * preprocesses and encodes (model.encodeImage), without another trip through JS.
+ */
 export interface PreparedImage {
-  pixels: Float32Array;
+  pixels: RawPixels;
+  /** The name error messages use. */
+  source: string;
+  /** Time decoding took (the native preprocessing is counted with the encode: EncodedImage.preprocessMs). */
   preprocessMs: number;
   warnings: string[];
   sopInstanceUid?: string;
 }
 
-/** Decodes and preprocesses one file (or the bytes of one, named `name` in errors) for `model`, keeping what the reader reported about it. */
+/** Decodes one file (or the bytes of one, named `name` in errors) for `model`, keeping what the reader reported about it. */
 export async function prepareImage(model: Model, file: string | Uint8Array, display: ImageFlags = {}, name?: string): Promise<PreparedImage> {
   const vision = model.info.vision;
   if (!vision) throw new Error(`${model.info.path}: no vision projector (mmproj) is loaded; pass --mmproj`);
@@ -103,14 +109,11 @@ export async function prepareImage(model: Model, file: string | Uint8Array, disp
     ...(display.window ? { window: display.window } : {}),
     ...(display.voi !== undefined ? { voi: display.voi } : {}),
   });
-  const pixels = await preprocessImage(
-    { data: img.data, width: img.width, height: img.height, channels: img.channels },
-    { name: img.source, size: vision.imageSize, mean: vision.mean, std: vision.std },
-  );
   // DICOM input may carry its instance UID; other readers leave it out.
   const uid = (img as { sopInstanceUid?: unknown }).sopInstanceUid;
   return {
-    pixels,
+    pixels: { data: img.data, width: img.width, height: img.height, channels: img.channels },
+    source: img.source,
     preprocessMs: performance.now() - t0,
     warnings: Array.isArray(img.warnings) ? img.warnings : [],
     ...(typeof uid === 'string' && uid ? { sopInstanceUid: uid } : {}),
@@ -176,7 +179,7 @@ export async function recordFor(
   hooks.onStage?.('encode');
   const { image: encoded, hit } = hooks.encode
     ? await hooks.encode()
-    : { image: await model.encodeImage(img.pixels, hooks.signal ? { signal: hooks.signal } : {}), hit: false };
+    : { image: await model.encodeImage(img.pixels, { name: img.source, ...(hooks.signal ? { signal: hooks.signal } : {}) }), hit: false };
   hooks.onStage?.('prefill');
   const s = req.sampling;
   const gen = {
@@ -194,7 +197,7 @@ export async function recordFor(
     text: r.text,
     params: { ...base.params, seed: r.seed.toString() },
     finishReason: r.finishReason,
-    timings: { preprocessMs: round(img.preprocessMs), encodeMs: hit ? 0 : round(encoded.encodeMs), ...r.timings },
+    timings: { preprocessMs: round(img.preprocessMs + (hit ? 0 : encoded.preprocessMs)), encodeMs: hit ? 0 : round(encoded.encodeMs), ...r.timings },
     ...(req.findings ? { findings: labelReport(r.text) } : {}),
   };
 }

@@ -33,7 +33,7 @@ export async function runChat(o: ChatOptions): Promise<number> {
   const interactive = input.isTTY === true && output.isTTY === true;
   const img = await prepareImage(o.model, o.image, o.display);
   for (const w of img.warnings) process.stderr.write(`warning: ${o.image}: ${w}\n`);
-  const session = o.model.chat(await o.model.encodeImage(img.pixels));
+  const session = o.model.chat(await o.model.encodeImage(img.pixels, { name: img.source }));
 
   const rl = readline.createInterface({ input, output, terminal: interactive, prompt: '> ' });
   let current: AbortController | undefined;

@@ -4,8 +4,9 @@
  */
 import { randomBytes } from 'node:crypto';
 import { CxrError, fromNative, invalidParameterError } from '../errors.js';
-import { native, type NativeModel, type NativeModelInfo, type NativeResult, type NativeSegment } from './native.js';
-import { preprocessImageDetailed, type DecodeOptions, type ImageInput } from '../inputs/image.js';
+import { native, type NativeImage, type NativeModel, type NativeModelInfo, type NativePixels, type NativeResult, type NativeSegment } from './native.js';
+import { decodeImage, type DecodeOptions, type ImageInput } from '../inputs/image.js';
+import { EncodedImage } from './encoded-image.js';
 import { chatText, DIFFERENTIAL_PROMPT, IMAGE_PLACEHOLDER, REPORT_PROMPT, type ChatMessage } from './prompt.js';
 import { labelReport } from '../eval/labeler.js';
 import type { Findings } from '../eval/observations.js';
@@ -79,26 +80,7 @@ export interface ModelInfo {
   vision?: NonNullable<NativeModelInfo['vision']>;
 }
 
-/** An image turned into input embeddings by `encodeImage()`; pass it as `image` to skip re-encoding. */
-export interface EncodedImage {
-  /** `[tokens × dim]` embeddings in the language model's space. */
-  readonly data: Float32Array;
-  /** Number of image tokens (1024 for CXR-LLaVA). */
-  readonly tokens: number;
-  /** Width of each token (the language model's embedding width). */
-  readonly dim: number;
-  /** Time the vision tower took. */
-  readonly encodeMs: number;
-  /** Warnings from decoding, e.g. a lateral DICOM view the model was not trained on. */
-  readonly warnings: readonly string[];
-  /** A DICOM input's SOP Instance UID, to join results back. */
-  readonly sopInstanceUid?: string;
-  /** @internal identifies the content for the KV cache */
-  readonly id: number;
-}
-
-let nextImageId = 1;
-const imageIds = new WeakSet<object>();
+export { EncodedImage };
 
 export interface TokenizeOptions {
   /** Put the BOS token first (optional, default false). */
@@ -199,9 +181,23 @@ export class Model {
     this.info = info;
   }
 
+  /** True once `close()` was called. */
+  get closed(): boolean {
+    return this.#native === null;
+  }
+
   #open(): NativeModel {
     if (!this.#native) throw new CxrError('ERR_MODEL_CLOSED', 'The model is closed');
     return this.#native;
+  }
+
+  /**
+   * Encoded images this model's engine holds, and the memory they take: each
+   * `EncodedImage` still reachable (or not yet collected), and any a running
+   * generation reads. Dropping the objects, `image.dispose()` or `close()` frees them.
+   */
+  encodedImages(): { count: number; bytes: number } {
+    return this.#open().imageStats();
   }
 
   /** SentencePiece token ids of `text`. */
@@ -308,7 +304,7 @@ export class Model {
     const at = text.indexOf(IMAGE_PLACEHOLDER);
     const before = text.slice(0, at);
     const after = text.slice(at + IMAGE_PLACEHOLDER.length);
-    const embd: NativeSegment = image ? { embd: image.data, id: image.id } : {};
+    const embd: NativeSegment = image ? EncodedImage.segment(image, this) : {};
     return [{ tokens: m.tokenize(before, true, true) }, embd, { tokens: m.tokenize(after, false, true) }];
   }
 
@@ -318,7 +314,7 @@ export class Model {
    * crop, normalisation), then the ViT and projector. A `Float32Array` is taken
    * as already-preprocessed pixels `[channels × size × size]`.
    */
-  encodeImage(input: ImageInput | Float32Array, options: { signal?: AbortSignal } & Pick<DecodeOptions, 'window' | 'voi'> = {}): Promise<EncodedImage> {
+  encodeImage(input: ImageInput | Float32Array, options: { signal?: AbortSignal } & Pick<DecodeOptions, 'window' | 'voi' | 'name'> = {}): Promise<EncodedImage> {
     const vision = this.info.vision;
     if (!vision) return Promise.reject(new CxrError('ERR_MODEL', `${this.info.path}: no vision projector (mmproj) is loaded, so images cannot be read; pass mmproj to loadModel()`));
     // Raw pixels are taken as they are now: the call may wait in the queue, and
@@ -327,23 +323,31 @@ export class Model {
     return this.#track(this.#encode(own, options.signal, options));
   }
 
-  /** The work of encodeImage(). */
-  async #encode(input: ImageInput | Float32Array, signal: AbortSignal | undefined, decode: Pick<DecodeOptions, 'window' | 'voi'> = {}): Promise<EncodedImage> {
-    const vision = this.info.vision!;
-    const pre =
-      input instanceof Float32Array
-        ? { pixels: input, warnings: [] as string[], sopInstanceUid: undefined }
-        : await preprocessImageDetailed(input, {
-            size: vision.imageSize,
-            mean: vision.mean,
-            std: vision.std,
-            ...(decode.window ? { window: decode.window } : {}),
-            ...(decode.voi !== undefined ? { voi: decode.voi } : {}),
-          });
-    const pixels = pre.pixels;
+  /**
+   * The work of encodeImage(). Decoding (sharp, the DICOM reader) runs in JS;
+   * the decoded pixels go to the engine, which preprocesses them, runs the
+   * vision tower and keeps the embeddings: nothing but a handle comes back.
+   */
+  async #encode(input: ImageInput | Float32Array, signal: AbortSignal | undefined, decode: Pick<DecodeOptions, 'window' | 'voi' | 'name'> = {}): Promise<EncodedImage> {
+    let pixels: Float32Array | NativePixels;
+    let source = '<pixels>';
+    let warnings: string[] = [];
+    let sopInstanceUid: string | undefined;
+    if (input instanceof Float32Array) {
+      pixels = input;
+    } else {
+      const img = await decodeImage(input, {
+        ...(decode.name !== undefined ? { name: decode.name } : {}),
+        ...(decode.window ? { window: decode.window } : {}),
+        ...(decode.voi !== undefined ? { voi: decode.voi } : {}),
+      });
+      pixels = { data: img.data, width: img.width, height: img.height, channels: img.channels };
+      ({ source, warnings } = img);
+      sopInstanceUid = img.sopInstanceUid;
+    }
     const m = this.#open();
     signal?.throwIfAborted();
-    const r = await new Promise<{ data: Float32Array; ms: number }>((resolve, reject) => {
+    const r = await new Promise<{ image: NativeImage; ms: number; preprocessMs: number }>((resolve, reject) => {
       let abort: (() => void) | undefined;
       const onAbort = (): void => abort?.();
       try {
@@ -351,9 +355,11 @@ export class Model {
           signal?.removeEventListener('abort', onAbort);
           // The abort rule: a signal raised before this settles wins, even when
           // the native thread had already finished (its result was in flight).
-          if (signal?.aborted) reject(signal.reason);
-          else if (kind === 'encoded') resolve(payload);
-          else reject(fromNative(payload));
+          if (signal?.aborted) {
+            if (kind === 'encoded') payload.image.release();
+            reject(signal.reason);
+          } else if (kind === 'encoded') resolve(payload);
+          else reject(payload.code === 'ERR_IMAGE' ? new CxrError('ERR_IMAGE', `${source}: ${payload.message}`, { cause: payload }) : fromNative(payload));
         });
       } catch (err) {
         reject(fromNative(err));
@@ -361,17 +367,12 @@ export class Model {
       }
       signal?.addEventListener('abort', onAbort, { once: true });
     });
-    const img: EncodedImage = {
-      data: r.data,
-      tokens: vision.tokens,
-      dim: vision.projectionDim,
+    return new EncodedImage(r.image, this, {
       encodeMs: r.ms,
-      warnings: pre.warnings,
-      ...(pre.sopInstanceUid ? { sopInstanceUid: pre.sopInstanceUid } : {}),
-      id: nextImageId++,
-    };
-    imageIds.add(img);
-    return img;
+      preprocessMs: r.preprocessMs,
+      warnings,
+      ...(sopInstanceUid ? { sopInstanceUid } : {}),
+    });
   }
 
   /** Remembers a running call until it settles, for close(). */
@@ -648,7 +649,7 @@ export async function loadModel(options: LoadModelOptions = {}): Promise<Model> 
 }
 
 function isEncoded(x: unknown): x is EncodedImage {
-  return typeof x === 'object' && x !== null && imageIds.has(x);
+  return x instanceof EncodedImage;
 }
 
 /** A conversation about one image; create it with `model.chat(image)`. */

@@ -104,8 +104,31 @@ export interface NativeResult {
 
 export interface NativeSegment {
   tokens?: Int32Array;
+  /** Embeddings kept in the engine (an encoded image of this model). */
+  image?: NativeImage;
+  /** Embeddings in JS memory, copied in (an image encoded by another model). */
   embd?: Float32Array;
   id?: number;
+}
+
+/** An encoded image kept in the engine (native/addon/image_handle.cpp). */
+export interface NativeImage {
+  readonly rows: number;
+  readonly dim: number;
+  /** True once release() was called. */
+  readonly released: boolean;
+  /** A copy of the embeddings, rows × dim; throws ERR_MODEL_CLOSED once the model is closed. */
+  read(): Float32Array;
+  /** Lets go of the embeddings now rather than at garbage collection. */
+  release(): void;
+}
+
+/** Decoded 8-bit pixels as the native encode takes them: interleaved, 1 to 4 channels. */
+export interface NativePixels {
+  data: Uint8Array;
+  width: number;
+  height: number;
+  channels: number;
 }
 
 export interface NativeGenerateRequest {
@@ -139,11 +162,18 @@ export interface NativeModel {
   generate(req: NativeGenerateRequest, onEvent: (...ev: NativeEvent) => void): () => void;
   /** Logits of every position, on a native thread; returns a function that aborts it. */
   evalLogits(ids: Int32Array, onEvent: (...ev: ['logits', Float32Array] | ['error', Error & { code?: string }]) => void): () => void;
-  /** Runs the vision tower on the engine's thread, between forward passes; returns a function that aborts it. */
+  /**
+   * Preprocesses decoded pixels (libuv's pool) and runs the vision tower (the engine's thread,
+   * between forward passes), or takes pixels already preprocessed ([channels × size × size]);
+   * the embeddings stay in the engine. Returns a function that aborts it. Preprocessing
+   * failures have code ERR_IMAGE.
+   */
   encodeImage(
-    pixels: Float32Array,
-    onEvent: (...ev: ['encoded', { data: Float32Array; ms: number }] | ['error', Error & { code?: string }]) => void,
+    input: NativePixels | Float32Array,
+    onEvent: (...ev: ['encoded', { image: NativeImage; ms: number; preprocessMs: number }] | ['error', Error & { code?: string }]) => void,
   ): () => void;
+  /** Encoded images the engine holds (for JS handles or running generations) and their bytes. */
+  imageStats(): { count: number; bytes: number };
   /** Returns true if a generation was running (it is aborted). */
   close(): boolean;
 }

@@ -74,7 +74,7 @@ export class ImageCache {
       hit,
       encode: async () => {
         const encodedHit = e.encoded !== undefined;
-        e.encoded ??= this.model.encodeImage(prepared.pixels);
+        e.encoded ??= this.model.encodeImage(prepared.pixels, { name: prepared.source });
         try {
           return { image: await e.encoded, hit: encodedHit };
         } catch (err) {

@@ -1,4 +1,4 @@
-// addon.cpp - module entry point: registers the model class and the tensor utilities.
+// addon.cpp - module entry point: registers the model class, the encoded-image handle, the image preprocessing and the tensor utilities.
 #include "addon.h"
 #include "types/limits.h"
 
@@ -18,6 +18,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   cxrnode::init_model(env, exports);
   cxrnode::init_tensor_utils(env, exports);
   cxrnode::init_image(env, exports);
+  cxrnode::init_image_handle(env, exports);
   // The size limits, read by lib/ so both sides check against one definition.
   Napi::Object limits = Napi::Object::New(env);
   limits.Set("maxImagePixels", Napi::Number::New(env, static_cast<double>(cxr::limits::kMaxImagePixels)));

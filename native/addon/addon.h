@@ -16,6 +16,7 @@
 
 #include "types/error.h"
 #include "format/gguf.h"
+#include "runtime/image_store.h"
 
 namespace cxrnode {
 
@@ -34,6 +35,7 @@ struct AddonData {
   std::condition_variable cv;
   std::set<std::shared_ptr<std::atomic<bool>>> running;  // abort flags of live engine threads
   std::map<void*, std::function<void()>> stoppers;       // how to stop each (keyed by its flag)
+  Napi::FunctionReference* image_ctor = nullptr;          // NativeImage (image_handle.cpp), freed by a cleanup hook
 
   ~AddonData() {
     std::unique_lock<std::mutex> lock(mu);
@@ -46,5 +48,11 @@ struct AddonData {
 Napi::Object init_model(Napi::Env env, Napi::Object exports);
 Napi::Object init_tensor_utils(Napi::Env env, Napi::Object exports);
 Napi::Object init_image(Napi::Env env, Napi::Object exports);
+Napi::Object init_image_handle(Napi::Env env, Napi::Object exports);
+
+// An encoded image kept in the engine, wrapped for JS (a NativeImage), and back.
+// unwrap throws a JS error when `v` is not a live NativeImage.
+Napi::Object new_image_handle(Napi::Env env, std::shared_ptr<cxr::ImageEmbedding> image);
+std::shared_ptr<cxr::ImageEmbedding> unwrap_image_handle(Napi::Env env, Napi::Value v);
 
 }  // namespace cxrnode

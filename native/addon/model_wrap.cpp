@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "addon.h"
+#include "image/image.h"
 #include "models/model.h"
 #include "runtime/engine.h"
 #include "backend/cpu/dispatch.h"
@@ -30,8 +31,10 @@ struct Event {
   cxr::GeneratedToken token;
   cxr::GenerateResult result;
   std::string code, message;
-  std::vector<float> embd;  // Encoded: [tokens, dim]; Logits: [ids, vocab]
-  double ms = 0;            // Encoded: time taken
+  std::vector<float> embd;  // Logits: [ids, vocab]
+  double ms = 0;            // Encoded: time the vision tower took
+  std::shared_ptr<cxr::ImageEmbedding> image;  // Encoded: the embeddings, kept in the engine
+  double preprocess_ms = 0;                    // Encoded: time the preprocessing took
 };
 
 class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
@@ -45,6 +48,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
                         InstanceMethod("generate", &ModelWrap::Generate),
                         InstanceMethod("encodeImage", &ModelWrap::EncodeImage),
                         InstanceMethod("evalLogits", &ModelWrap::EvalLogits),
+                        InstanceMethod("imageStats", &ModelWrap::ImageStats),
                         InstanceMethod("close", &ModelWrap::Close)});
   }
 
@@ -144,6 +148,16 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     return o;
   }
 
+  // imageStats() -> { count, bytes }: encoded images the engine holds for JS or generations.
+  Napi::Value ImageStats(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    require_open(env);
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("count", Napi::Number::New(env, static_cast<double>(model_->images().live())));
+    o.Set("bytes", Napi::Number::New(env, static_cast<double>(model_->images().live_bytes())));
+    return o;
+  }
+
   Napi::Value Tokenize(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     cxr::Model& m = require_open(env);
@@ -191,13 +205,13 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     open_line(env, job, info[1].As<Napi::Function>());
     model_->scheduler().submit_task([job, engine = model_] {
       try {
-        job->post(new Event{Event::Logits, {}, {}, {}, {}, engine->eval_logits(job->ids), 0});
+        job->post(new Event{Event::Logits, {}, {}, {}, {}, engine->eval_logits(job->ids), 0, {}, 0});
       } catch (const cxr::EngineError& e) {
-        job->post(new Event{Event::Error, {}, {}, e.code(), e.what(), {}, 0});
+        job->post(new Event{Event::Error, {}, {}, e.code(), e.what(), {}, 0, {}, 0});
       } catch (const std::bad_alloc&) {
-        job->post(new Event{Event::Error, {}, {}, "ERR_NO_MEMORY", "out of memory", {}, 0});
+        job->post(new Event{Event::Error, {}, {}, "ERR_NO_MEMORY", "out of memory", {}, 0, {}, 0});
       } catch (const std::exception& e) {
-        job->post(new Event{Event::Error, {}, {}, "ERR_INTERNAL", e.what(), {}, 0});
+        job->post(new Event{Event::Error, {}, {}, "ERR_INTERNAL", e.what(), {}, 0, {}, 0});
       }
       job->end();
     });
@@ -219,7 +233,12 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     for (uint32_t i = 0; i < segs.Length(); ++i) {
       Napi::Object s = segs.Get(i).As<Napi::Object>();
       cxr::PromptSegment seg;
-      if (s.Has("embd")) {
+      if (s.Has("image")) {
+        // Kept in the engine: only a reference travels.
+        seg.image = unwrap_image_handle(env, s.Get("image"));
+        if (seg.image->store() != &model_->images())
+          throw to_js_error(env, cxr::err::kArgument, "this image was encoded by another model");
+      } else if (s.Has("embd")) {
         auto e = s.Get("embd").As<Napi::Float32Array>();
         if (e.ElementLength() == 0 || e.ElementLength() % dim != 0)
           throw to_js_error(env, cxr::err::kArgument, "embeddings must be rows of " + std::to_string(dim) + " floats");
@@ -234,7 +253,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     }
     // Point segments at their copies only now: job->embd no longer reallocates.
     for (size_t i = 0, k = 0; i < job->prompt.size(); ++i)
-      if (job->prompt[i].n_embd > 0) job->prompt[i].embd = job->embd[k++].data();
+      if (!job->prompt[i].image && job->prompt[i].n_embd > 0) job->prompt[i].embd = job->embd[k++].data();
 
     cxr::GenerateParams& p = job->params;
     p.max_tokens = req.Get("maxTokens").As<Napi::Number>().Int32Value();
@@ -255,13 +274,13 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     gr->params = job->params;
     gr->abort = job->abort;
     // The callbacks hold the job (and with it the embeddings the prompt points at).
-    gr->on_token = [job](const cxr::GeneratedToken& t) { job->post(new Event{Event::Token, t, {}, {}, {}, {}, 0}); };
+    gr->on_token = [job](const cxr::GeneratedToken& t) { job->post(new Event{Event::Token, t, {}, {}, {}, {}, 0, {}, 0}); };
     gr->on_done = [job](cxr::GenerateResult&& r) {
-      job->post(new Event{Event::Done, {}, std::move(r), {}, {}, {}, 0});
+      job->post(new Event{Event::Done, {}, std::move(r), {}, {}, {}, 0, {}, 0});
       job->end();
     };
     gr->on_error = [job](const std::string& code, const std::string& msg) {
-      job->post(new Event{Event::Error, {}, {}, code, msg, {}, 0});
+      job->post(new Event{Event::Error, {}, {}, code, msg, {}, 0, {}, 0});
       job->end();
     };
     open_line(env, job, on_event);
@@ -269,44 +288,143 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     return abort_function(env, job);
   }
 
-  // encodeImage(pixels, onEvent) -> abort function. pixels: normalised
-  // [channels, size, size]. Exactly one onEvent('encoded', { data, ms }) or
-  // onEvent('error', err).
+  // encodeImage(input, onEvent) -> abort function. input: the decoded image,
+  // { data: Uint8Array, width, height, channels } (interleaved 8-bit, 1 to 4
+  // channels), which is preprocessed here (image/image.h) on libuv's pool and
+  // then encoded on the engine thread; or a Float32Array of pixels already
+  // preprocessed ([channels, size, size], normalised). Exactly one
+  // onEvent('encoded', { image: NativeImage, ms, preprocessMs }) or
+  // onEvent('error', err); preprocessing failures have code ERR_IMAGE.
   Napi::Value EncodeImage(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     cxr::Model& m = require_open(env);
     if (!m.vision())
       throw to_js_error(env, cxr::err::kModel,
                         m.file().path() + ": no vision projector (mmproj) is loaded, so images cannot be read");
-    auto pixels = info[0].As<Napi::Float32Array>();
     const cxr::VisionConfig& vc = m.vision()->config();
-    const size_t want = static_cast<size_t>(vc.channels) * vc.image_size * vc.image_size;
-    if (pixels.ElementLength() != want)
-      throw to_js_error(env, cxr::err::kArgument, "expected " + std::to_string(want) + " pixel values (" +
-                                                      std::to_string(vc.channels) + "x" + std::to_string(vc.image_size) +
-                                                      "x" + std::to_string(vc.image_size) + "), got " +
-                                                      std::to_string(pixels.ElementLength()));
     auto job = std::make_shared<Job>();
-    job->embd.emplace_back(pixels.Data(), pixels.Data() + pixels.ElementLength());
     Napi::Function on_event = info[1].As<Napi::Function>();
+    if (info[0].IsTypedArray() && info[0].As<Napi::TypedArray>().TypedArrayType() == napi_float32_array) {
+      auto pixels = info[0].As<Napi::Float32Array>();
+      const size_t want = static_cast<size_t>(vc.channels) * vc.image_size * vc.image_size;
+      if (pixels.ElementLength() != want)
+        throw to_js_error(env, cxr::err::kArgument,
+                          "expected " + std::to_string(want) + " pixel values (" + std::to_string(vc.channels) + "x" +
+                              std::to_string(vc.image_size) + "x" + std::to_string(vc.image_size) + "), got " +
+                              std::to_string(pixels.ElementLength()));
+      // Copied: the call may wait in the queue, and JS may reuse the array meanwhile.
+      job->embd.emplace_back(pixels.Data(), pixels.Data() + pixels.ElementLength());
+      open_line(env, job, on_event);
+      submit_encode(job, 0);
+      return abort_function(env, job);
+    }
+    if (vc.channels != 1)
+      throw to_js_error(env, cxr::err::kModel, m.mmproj_file()->path() + ": the vision tower takes " +
+                                                   std::to_string(vc.channels) +
+                                                   " channels; only 1-channel (grey) towers preprocess natively");
+    Napi::Object o = info[0].As<Napi::Object>();
+    auto prep = std::make_unique<Prepare>();
+    prep->width = o.Get("width").As<Napi::Number>().Int32Value();
+    prep->height = o.Get("height").As<Napi::Number>().Int32Value();
+    prep->channels = o.Get("channels").As<Napi::Number>().Int32Value();
+    prep->size = vc.image_size;
+    prep->mean = vc.mean.empty() ? cxr::kImageMean : vc.mean[0];
+    prep->std = vc.std.empty() ? cxr::kImageStd : vc.std[0];
+    auto data = o.Get("data").As<Napi::Uint8Array>();
+    const uint64_t expected = static_cast<uint64_t>(prep->width < 0 ? 0 : prep->width) *
+                              static_cast<uint64_t>(prep->height < 0 ? 0 : prep->height) *
+                              static_cast<uint64_t>(prep->channels < 0 ? 0 : prep->channels);
+    if (expected == 0 || data.ByteLength() != expected)
+      throw to_js_error(env, cxr::err::kArgument,
+                        "pixel data has " + std::to_string(data.ByteLength()) +
+                            " bytes, expected width*height*channels = " + std::to_string(expected));
+    // Copied before the worker runs: JS could otherwise detach or reuse the buffer while it reads.
+    prep->pixels.assign(data.Data(), data.Data() + data.ByteLength());
     open_line(env, job, on_event);
-    // On the engine thread, between forward passes: the vision tower needs the backend to itself.
-    model_->scheduler().submit_task([job, engine = model_] {
+    (new PrepareWorker(env, this, job, std::move(prep)))->Queue();
+    return abort_function(env, job);
+  }
+
+  // What preprocessing an encode needs: the decoded pixels and the tower's input.
+  struct Prepare {
+    std::vector<uint8_t> pixels;
+    int32_t width = 0, height = 0, channels = 0, size = 0;
+    double mean = 0, std = 1;
+  };
+
+  // The official preprocessing (luma, Lanczos, crop, normalisation) off the
+  // JS thread and off the engine thread; then the encode goes to the engine.
+  class PrepareWorker : public Napi::AsyncWorker {
+   public:
+    PrepareWorker(Napi::Env env, ModelWrap* owner, std::shared_ptr<Job> job, std::unique_ptr<Prepare> prep)
+        : Napi::AsyncWorker(env), owner_(owner), job_(std::move(job)), prep_(std::move(prep)) {}
+
+    void Execute() override {
+      if (job_->abort->load()) return;
+      auto t0 = std::chrono::steady_clock::now();
+      try {
+        const Prepare& p = *prep_;
+        const cxr::Gray8 gray = cxr::preprocess_gray8(p.pixels.data(), p.width, p.height, p.channels, p.size);
+        std::vector<float> pixels(gray.data.size());
+        cxr::normalize_gray8(gray, p.mean, p.std, pixels.data());
+        prep_.reset();  // the decoded image is not needed any more
+        job_->embd.push_back(std::move(pixels));
+      } catch (const cxr::EngineError& e) {
+        code_ = "ERR_IMAGE";
+        message_ = e.what();
+      } catch (const std::bad_alloc&) {
+        code_ = "ERR_NO_MEMORY";
+        message_ = "not enough memory to preprocess the image";
+      } catch (const std::exception& e) {
+        code_ = "ERR_INTERNAL";
+        message_ = e.what();
+      }
+      ms_ = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    }
+    // Always OnOK (failures travel as the job's error event, like every other).
+    void OnOK() override {
+      if (!code_.empty()) return owner_->fail_job(job_, code_, message_);
+      if (job_->abort->load()) return owner_->fail_job(job_, cxr::err::kAborted, "image encoding aborted");
+      owner_->submit_encode(job_, ms_);
+    }
+
+   private:
+    ModelWrap* owner_;  // kept alive by the job's Ref() until its final event
+    std::shared_ptr<Job> job_;
+    std::unique_ptr<Prepare> prep_;
+    std::string code_, message_;
+    double ms_ = 0;
+  };
+
+  void fail_job(const std::shared_ptr<Job>& job, const std::string& code, const std::string& message) {
+    job->post(new Event{Event::Error, {}, {}, code, message, {}, 0, {}, 0});
+    job->end();
+  }
+
+  // The vision tower on the engine thread, between forward passes (it needs
+  // the backend to itself). job->embd[0] holds the preprocessed pixels.
+  void submit_encode(const std::shared_ptr<Job>& job, double preprocess_ms) {
+    // Closed while the pixels were being prepared: the engine thread may be gone.
+    if (!model_) return fail_job(job, "ERR_MODEL_CLOSED", "The model is closed");
+    model_->scheduler().submit_task([job, engine = model_, preprocess_ms] {
       try {
         auto t0 = std::chrono::steady_clock::now();
-        std::vector<float> out = engine->model().encode_image(job->embd[0].data(), job->abort.get());
+        std::shared_ptr<cxr::ImageEmbedding> image = engine->encode_image(job->embd[0].data(), job->abort.get());
+        job->embd.clear();
         const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-        job->post(new Event{Event::Encoded, {}, {}, {}, {}, std::move(out), ms});
+        auto* ev = new Event{Event::Encoded, {}, {}, {}, {}, {}, ms, {}, 0};
+        ev->image = std::move(image);
+        ev->preprocess_ms = preprocess_ms;
+        job->post(ev);
       } catch (const cxr::EngineError& e) {
-        job->post(new Event{Event::Error, {}, {}, e.code(), e.what(), {}, 0});
+        job->post(new Event{Event::Error, {}, {}, e.code(), e.what(), {}, 0, {}, 0});
       } catch (const std::bad_alloc&) {
-        job->post(new Event{Event::Error, {}, {}, "ERR_NO_MEMORY", "out of memory", {}, 0});
+        job->post(new Event{Event::Error, {}, {}, "ERR_NO_MEMORY", "out of memory", {}, 0, {}, 0});
       } catch (const std::exception& e) {
-        job->post(new Event{Event::Error, {}, {}, "ERR_INTERNAL", e.what(), {}, 0});
+        job->post(new Event{Event::Error, {}, {}, "ERR_INTERNAL", e.what(), {}, 0, {}, 0});
       }
       job->end();
     });
-    return abort_function(env, job);
   }
 
   // The job's line to JS: a thread-safe function that delivers its events;
@@ -402,10 +520,9 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       cb.Call({Napi::String::New(env, "done"), o});
     } else if (ev->kind == Event::Encoded) {
       Napi::Object o = Napi::Object::New(env);
-      auto arr = Napi::Float32Array::New(env, ev->embd.size());
-      std::copy(ev->embd.begin(), ev->embd.end(), arr.Data());
-      o.Set("data", arr);
+      o.Set("image", new_image_handle(env, std::move(ev->image)));
       o.Set("ms", ev->ms);
+      o.Set("preprocessMs", ev->preprocess_ms);
       cb.Call({Napi::String::New(env, "encoded"), o});
     } else if (ev->kind == Event::Logits) {
       auto arr = Napi::Float32Array::New(env, ev->embd.size());

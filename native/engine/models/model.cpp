@@ -38,6 +38,12 @@ std::vector<float> Model::encode_image(const float* pixels, const std::atomic<bo
   return out;
 }
 
+void Model::encode_image_into(const float* pixels, float* out, const std::atomic<bool>* abort) {
+  if (!vision_)
+    throw EngineError(err::kModel, file_->path() + ": no vision projector (mmproj) is loaded, so images cannot be read");
+  vision_->encode_into(pixels, out, abort);
+}
+
 Model::~Model() = default;
 
 std::vector<float> Model::eval_logits(const std::vector<int32_t>& tokens) {

@@ -47,6 +47,9 @@ class Model {
   // [n_patches, dim] input embeddings for the language model. Throws
   // EngineError(kModel) without an mmproj, EngineError(kAborted) when aborted.
   std::vector<float> encode_image(const float* pixels, const std::atomic<bool>* abort);
+  // The same into backend memory `out` ([n_patches, dim], be.alloc), for
+  // embeddings that stay in the engine (runtime/image_store.h).
+  void encode_image_into(const float* pixels, float* out, const std::atomic<bool>* abort);
   Backend& backend() { return *be_; }
   // Why this backend runs the model (choose_backend's reason).
   const std::string& backend_reason() const { return backend_reason_; }

@@ -202,7 +202,7 @@ void TextModel::load_rows(const std::vector<SeqInput>& batch, std::vector<SeqRow
   const int64_t dim = cfg_.dim;
   int64_t total = 0, dec = 0;
   for (const SeqInput& in : batch) {
-    if (in.n <= 0 || (in.decode && in.n != 1) || (!in.tokens && !in.embd))
+    if (in.n <= 0 || (in.decode && in.n != 1) || (!in.tokens && !in.embd && !in.embd_backend))
       throw EngineError(err::kArgument, "forward_batch: an input has no rows, or a decoding step has more than one");
     if (in.seq < 0 || in.seq >= cells_.n_seq() || in.pos0 < 0 || in.pos0 + in.n > cells_.held(in.seq) ||
         in.pos0 + in.n > n_ctx_)
@@ -230,7 +230,10 @@ void TextModel::load_rows(const std::vector<SeqInput>& batch, std::vector<SeqRow
     rows->push_back(r);
     for (int64_t i = 0; i < in.n; ++i) pos_[r.row0 + i] = static_cast<int32_t>(in.pos0 + i);
     // x = embed_tokens(input_ids), or the given embeddings
-    if (in.embd) {
+    if (in.embd_backend) {
+      // Backend to backend: an F32 row store is a plain copy.
+      be_.store_rows(x_, DType::F32, r.row0, in.embd_backend, in.n, dim);
+    } else if (in.embd) {
       be_.from_host(x_ + r.row0 * dim, in.embd, in.n * dim);
     } else {
       be_.ids_from_host(ids_ + r.row0, in.tokens, in.n);

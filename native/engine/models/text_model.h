@@ -54,7 +54,8 @@ struct SeqInput {
   int64_t pos0 = 0;                // position of the first row
   int64_t n = 0;                   // rows
   const int32_t* tokens = nullptr; // n token ids (host), or
-  const float* embd = nullptr;     // n input embeddings [n, dim] (host)
+  const float* embd = nullptr;     // n input embeddings [n, dim] (host), or
+  const float* embd_backend = nullptr;  // the same in backend memory (an encoded image kept in the engine)
   bool decode = false;             // a decoding step: n == 1, the token just sampled
   bool logits = false;             // wants the logits of its last row
 };

@@ -55,7 +55,6 @@ struct VisionScratch {
   float* att = nullptr;      // (n_tokens, width)
   float* hb = nullptr;       // (n_tokens, mlp_dim)
   float* patches = nullptr;  // (n_patches, channels * patch * patch) im2col rows
-  float* out = nullptr;      // (n_patches, proj_dim)
 
   VisionScratch(Backend& b, const VisionConfig& c) : be(b) {
     const int64_t T = c.n_tokens(), w = c.width;
@@ -63,7 +62,6 @@ struct VisionScratch {
       for (float** p : {&x, &xb, &q, &k, &v, &att}) *p = be.alloc(T * w);
       hb = be.alloc(T * c.mlp_dim);
       patches = be.alloc(static_cast<int64_t>(c.n_patches()) * c.patch_dim());
-      out = be.alloc(static_cast<int64_t>(c.n_patches()) * c.proj_dim);
     } catch (...) {
       release();
       throw;
@@ -74,7 +72,7 @@ struct VisionScratch {
   VisionScratch& operator=(const VisionScratch&) = delete;
 
   void release() {
-    for (float** p : {&x, &xb, &q, &k, &v, &att, &hb, &patches, &out}) {
+    for (float** p : {&x, &xb, &q, &k, &v, &att, &hb, &patches}) {
       if (*p) be.free(*p);
       *p = nullptr;
     }
@@ -182,6 +180,21 @@ VisionModel::VisionModel(const GgufFile& f, Backend& be) : cfg_(read_vision_conf
 
 void VisionModel::encode(const float* pixels, float* out, const std::atomic<bool>* abort) {
   if (!pixels || !out) throw EngineError(err::kArgument, "encode() needs pixel and output buffers");
+  const size_t n = static_cast<size_t>(cfg_.n_patches()) * cfg_.proj_dim;
+  float* dev = be_.alloc(n);
+  try {
+    encode_into(pixels, dev, abort);
+    be_.sync();
+    be_.to_host(out, dev, n);
+  } catch (...) {
+    be_.free(dev);
+    throw;
+  }
+  be_.free(dev);
+}
+
+void VisionModel::encode_into(const float* pixels, float* out, const std::atomic<bool>* abort) {
+  if (!pixels || !out) throw EngineError(err::kArgument, "encode() needs pixel and output buffers");
   const VisionConfig& c = cfg_;
   const int64_t w = c.width, P = c.patch_dim(), n = c.n_patches(), T = c.n_tokens();
   const int64_t size = c.image_size, ps = c.patch_size, g = c.grid();
@@ -262,9 +275,7 @@ void VisionModel::encode(const float* pixels, float* out, const std::atomic<bool
   // is the same as normalising all and dropping CLS.
   be.layernorm(s.x + w, w_.post_ln_w.data(), w_.post_ln_b.data(), n, w, c.eps, s.xb);
   // out = mm_projector(xb)
-  be.matmul(w_.mm_w, s.xb, n, s.out, w_.mm_b.data());
-  be.sync();
-  be.to_host(out, s.out, static_cast<size_t>(n) * c.proj_dim);
+  be.matmul(w_.mm_w, s.xb, n, out, w_.mm_b.data());
 }
 
 }  // namespace cxr

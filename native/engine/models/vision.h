@@ -77,9 +77,12 @@ class VisionModel {
   const VisionConfig& config() const { return cfg_; }
 
   // pixels: host [channels, image_size, image_size], already normalised.
-  // out: host [n_patches, proj_dim]. Throws EngineError(kAborted) if `abort`
-  // turns true (checked between layers). Scratch activations (about 60 MB for
-  // ViT-L/16 at 512 px) live only for the call.
+  // out: backend memory [n_patches, proj_dim] (be.alloc), written by work
+  // queued on the backend (sync() before reading it). Throws
+  // EngineError(kAborted) if `abort` turns true (checked between layers).
+  // Scratch activations (about 60 MB for ViT-L/16 at 512 px) live only for the call.
+  void encode_into(const float* pixels, float* out, const std::atomic<bool>* abort = nullptr);
+  // The same with `out` in host memory.
   void encode(const float* pixels, float* out, const std::atomic<bool>* abort = nullptr);
 
  private:

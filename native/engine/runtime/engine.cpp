@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <string>
 
+#include "runtime/content_hash.h"
 #include "types/error.h"
 
 namespace cxr {
@@ -23,6 +24,32 @@ SchedulerOptions scheduler_options() {
 
 Engine::Engine(const ModelOptions& opts) : model_(std::make_unique<Model>(opts)) {
   sched_ = std::make_unique<Scheduler>(model_->text(), model_->backend(), model_->tokenizer(), scheduler_options());
+  // Memory let go of from another thread is freed here, between steps.
+  images_ = ImageStore::create(model_->backend(), [this] { sched_->submit_task([this] { images_->collect(); }); });
+}
+
+Engine::~Engine() { images_->close(); }
+
+std::shared_ptr<ImageEmbedding> Engine::encode_image(const float* pixels, const std::atomic<bool>* abort) {
+  const VisionModel* v = model_->vision();
+  if (!v)
+    throw EngineError(err::kModel,
+                      model_->file().path() + ": no vision projector (mmproj) is loaded, so images cannot be read");
+  const VisionConfig& c = v->config();
+  const size_t n_pixels = static_cast<size_t>(c.channels) * c.image_size * c.image_size;
+  const uint64_t key = content_hash(pixels, n_pixels * sizeof(float));
+  const int64_t rows = c.n_patches(), dim = c.proj_dim;
+  images_->collect();
+  Backend& be = model_->backend();
+  float* out = be.alloc(static_cast<size_t>(rows * dim));
+  try {
+    model_->encode_image_into(pixels, out, abort);
+    be.sync();  // complete before any thread may copy it out
+    return images_->adopt(out, rows, dim, key);
+  } catch (...) {
+    be.free(out);
+    throw;
+  }
 }
 
 GenerateResult Engine::generate(const std::vector<PromptSegment>& prompt, const GenerateParams& params,

@@ -11,6 +11,7 @@
 
 #include "models/model.h"
 #include "runtime/generation.h"
+#include "runtime/image_store.h"
 #include "runtime/scheduler.h"
 
 namespace cxr {
@@ -18,6 +19,8 @@ namespace cxr {
 class Engine {
  public:
   explicit Engine(const ModelOptions& opts);
+  // Frees every encoded image still held (their handles then report the model closed).
+  ~Engine();
 
   Model& model() { return *model_; }
   const Model& model() const { return *model_; }
@@ -35,9 +38,18 @@ class Engine {
   // engine thread (or with none running).
   std::vector<float> eval_logits(const std::vector<int32_t>& tokens);
 
+  // Runs the vision tower on preprocessed pixels ([channels, size, size],
+  // normalised, host) into an embedding that stays in backend memory, keyed by
+  // a hash of the pixels. On the engine thread (or with none running).
+  // Throws EngineError(kModel) without an mmproj, kAborted when aborted.
+  std::shared_ptr<ImageEmbedding> encode_image(const float* pixels, const std::atomic<bool>* abort);
+  // The encoded images of this engine.
+  ImageStore& images() { return *images_; }
+
  private:
   std::unique_ptr<Model> model_;
   std::unique_ptr<Scheduler> sched_;
+  std::shared_ptr<ImageStore> images_;
 };
 
 }  // namespace cxr

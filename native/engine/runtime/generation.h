@@ -3,23 +3,34 @@
 // that might still turn into a stop string is held back.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
+
+#include "runtime/image_store.h"
 
 #include "text/sampler.h"
 #include "text/tokenizer.h"
 
 namespace cxr {
 
-// A run of prompt positions: token ids, or `n_embd` rows of input embeddings
-// (host memory, [n_embd, dim]) that stand for something the tokenizer cannot
-// express, like an image. The cache recognises embeddings by a hash of their
-// content (embd_id is not used for that any more).
+// A run of prompt positions: token ids, or rows of input embeddings that
+// stand for something the tokenizer cannot express, like an image: an encoded
+// image kept in the engine (`image`, backend memory, held for as long as the
+// request lives), or `n_embd` rows in host memory ([n_embd, dim]). The cache
+// recognises embeddings by content: the image's key, or a hash of the rows
+// (embd_id is not used for that any more).
 struct PromptSegment {
   std::vector<int32_t> tokens;
+  std::shared_ptr<const ImageEmbedding> image;
   const float* embd = nullptr;
   int64_t n_embd = 0;
   uint64_t embd_id = 0;
+
+  bool is_embd() const { return image != nullptr || embd != nullptr; }
+  int64_t size() const {
+    return image ? image->rows() : embd ? n_embd : static_cast<int64_t>(tokens.size());
+  }
 };
 
 struct GenerateParams {

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "runtime/content_hash.h"
 #include "types/error.h"
 
 namespace cxr {
@@ -14,35 +15,19 @@ double ms_since(Clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
 }
 
-// 64-bit hash of a block of memory, eight bytes at a time.
-uint64_t content_hash(const void* data, size_t bytes) {
-  const auto* p = static_cast<const uint8_t*>(data);
-  uint64_t h = 0x9E3779B97F4A7C15ull ^ bytes;
-  size_t i = 0;
-  for (; i + 8 <= bytes; i += 8) {
-    uint64_t w;
-    std::memcpy(&w, p + i, 8);
-    h = (h ^ w) * 0xBF58476D1CE4E5B9ull;
-    h ^= h >> 31;
-  }
-  for (; i < bytes; ++i) h = (h ^ p[i]) * 0x94D049BB133111EBull;
-  return h;
-}
-
-uint64_t mix(uint64_t z) {
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
+// Tells an image's key (a hash of its pixels) from a hash of host embedding rows.
+constexpr uint64_t kImageKeyTag = 0x5851C3A7E1D94B27ull;
 
 // A cache key per prompt position: the token id, or for row r of an embedding
 // (top bit set) a hash of the embedding's content and r.
 std::vector<uint64_t> prompt_keys(const std::vector<PromptSegment>& prompt, int32_t dim) {
   std::vector<uint64_t> keys;
   for (const auto& s : prompt) {
-    if (s.embd) {
-      const uint64_t h = content_hash(s.embd, static_cast<size_t>(s.n_embd) * dim * sizeof(float));
-      for (int64_t r = 0; r < s.n_embd; ++r) keys.push_back((uint64_t{1} << 63) | (mix(h + static_cast<uint64_t>(r)) >> 1));
+    if (s.is_embd()) {
+      const uint64_t h = s.image ? mix_hash(s.image->key() ^ kImageKeyTag)
+                                 : content_hash(s.embd, static_cast<size_t>(s.n_embd) * dim * sizeof(float));
+      const int64_t n = s.size();
+      for (int64_t r = 0; r < n; ++r) keys.push_back((uint64_t{1} << 63) | (mix_hash(h + static_cast<uint64_t>(r)) >> 1));
     } else {
       for (int32_t t : s.tokens) keys.push_back(static_cast<uint32_t>(t));
     }
@@ -117,6 +102,11 @@ void Scheduler::take_inbox(std::vector<std::function<void()>>* tasks) {
     try {
       for (const auto& s : r->prompt) {
         if (s.embd && s.n_embd <= 0) throw EngineError(err::kArgument, "an embedding segment has no rows");
+        if (s.image && s.image->dim() != c.dim)
+          throw EngineError(err::kArgument, "the image has embeddings of " + std::to_string(s.image->dim()) +
+                                                " values per row but the model takes " + std::to_string(c.dim));
+        if (s.image && !s.image->data())
+          throw EngineError("ERR_MODEL_CLOSED", "the model that encoded this image is closed");
         for (int32_t t : s.tokens)
           if (t < 0 || t >= c.n_vocab)
             throw EngineError(err::kArgument, "token id " + std::to_string(t) + " is outside the vocabulary");
@@ -408,14 +398,15 @@ bool Scheduler::step() {
     // Split the chunk where the prompt's segments change (tokens / embeddings).
     int64_t pos = 0;
     for (const PromptSegment& seg : a.req->prompt) {
-      const int64_t len = seg.embd ? seg.n_embd : static_cast<int64_t>(seg.tokens.size());
+      const int64_t len = seg.size();
       const int64_t lo = std::max(from, pos), hi = std::min(from + take, pos + len);
       if (lo < hi) {
         SeqInput in;
         in.seq = i;
         in.pos0 = lo;
         in.n = hi - lo;
-        if (seg.embd) in.embd = seg.embd + (lo - pos) * text_.config().dim;
+        if (seg.image) in.embd_backend = seg.image->data() + (lo - pos) * text_.config().dim;
+        else if (seg.embd) in.embd = seg.embd + (lo - pos) * text_.config().dim;
         else in.tokens = seg.tokens.data() + (lo - pos);
         in.logits = completes && hi == a.n_prompt;
         batch.push_back(in);
