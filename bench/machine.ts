@@ -34,8 +34,8 @@ export interface Roofline {
 
 // The roofline tool needs only these engine files (no model code).
 const ROOFLINE_SOURCES = ['native/tools/cxr-roofline.cpp', 'native/engine/backend/cpu/threadpool.cpp',
-  'native/engine/backend/cpu/dispatch.cpp', 'native/engine/types/quants.cpp', 'native/engine/backend/cpu/x86/quants_avx2.cpp',
-  'native/engine/backend/cpu/arm/quants_neon.cpp', 'native/engine/types/dtype.cpp', 'native/engine/backend/cpu/host_memory.cpp'];
+  'native/engine/backend/cpu/cpu_features.cpp', 'native/engine/types/quants.cpp', 'native/engine/types/dtype.cpp',
+  'native/engine/backend/cpu/host_memory.cpp'];
 
 /** Builds cxr-roofline into `dir` (if older than its sources) and runs it. */
 export function measureRoofline(dir: string, threads: number): Roofline {

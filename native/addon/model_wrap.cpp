@@ -19,7 +19,7 @@
 #include "image/image.h"
 #include "models/model.h"
 #include "runtime/engine.h"
-#include "backend/cpu/dispatch.h"
+#include "backend/cpu/cpu_kernels.h"
 #include "types/quants.h"
 
 namespace cxrnode {

@@ -10,7 +10,7 @@
 #include "addon.h"
 #include "types/dtype.h"
 #include "format/gguf.h"
-#include "backend/cpu/dispatch.h"
+#include "backend/cpu/cpu_kernels.h"
 #include "types/quants.h"
 
 namespace cxrnode {
@@ -138,7 +138,7 @@ Napi::Value Dequantize(const Napi::CallbackInfo& info) {
     throw to_js_error(env, cxr::err::kArgument, "byte length does not match " + std::to_string(n) + " " +
                                                     cxr::dtype_name(t) + " elements");
   auto out = Napi::Float32Array::New(env, n);
-  cxr::type_traits(t).to_float(src.Data(), out.Data(), n);
+  cxr::cpu_kernels().type(t).to_float(src.Data(), out.Data(), n);
   return out;
 }
 

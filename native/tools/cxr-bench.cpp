@@ -20,7 +20,7 @@
 #include "types/error.h"
 #include "models/model.h"
 #include "runtime/engine.h"
-#include "backend/cpu/dispatch.h"
+#include "backend/cpu/cpu_kernels.h"
 #include "types/quants.h"
 
 namespace {

@@ -22,6 +22,7 @@
 #include <sys/mman.h>
 #endif
 
+#include "backend/cpu/cpu_features.h"
 #include "backend/cpu/host_memory.h"
 #include "backend/cpu/x86/simd_avx2.h"
 #include "backend/cpu/threadpool.h"
@@ -102,7 +103,8 @@ int main(int argc, char** argv) {
     }
   }
   if (threads < 1 || mb < 1 || runs < 1) return 2;
-  const bool simd = cxr::cpu_avx2();
+  // As the engine decides: AVX2 where the CPU has it, unless CXR_FORCE_SCALAR=1.
+  const bool simd = CXR_HAVE_AVX2_KERNELS && cxr::cpu_features().avx2_level() && !cxr::scalar_forced_by_env();
   cxr::ThreadPool pool(threads);
 
   // Read bandwidth: a buffer far past the last-level cache, touched once first

@@ -5,8 +5,9 @@
 // and llama.cpp. The block structs themselves live in quant_blocks.h.
 //
 // This layer holds the scalar reference kernels: always compiled, always
-// correct, identical on every platform. The CPU backend's SIMD versions
-// (backend/cpu/dispatch.h) are tested against them. Includes only types/.
+// correct, identical on every platform, and nothing that knows about SIMD.
+// Backends start their own kernel tables from these and are tested against
+// them. Includes only types/.
 #pragma once
 #include <cstddef>
 #include <cstdint>

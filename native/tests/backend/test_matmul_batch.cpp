@@ -29,7 +29,7 @@ struct MappedWeight {
     std::vector<float> wf = cxrtest::randn(static_cast<size_t>(rows * cols), seed, 0.5f);
     std::vector<uint8_t> raw(cxr::dtype_row_bytes(t, cols) * rows);
     for (int64_t r = 0; r < rows; ++r)
-      cxr::type_traits(t).from_float(wf.data() + r * cols, raw.data() + cxr::dtype_row_bytes(t, cols) * r, cols);
+      cxr::cpu_kernels().type(t).from_float(wf.data() + r * cols, raw.data() + cxr::dtype_row_bytes(t, cols) * r, cols);
     char path[] = "/tmp/cxr-test-batch-XXXXXX";
     const int fd = mkstemp(path);
     if (fd < 0) return;

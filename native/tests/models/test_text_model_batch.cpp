@@ -53,7 +53,7 @@ std::vector<uint8_t> tiny_llama(DType type) {
     }
     std::vector<uint8_t> raw(cxr::dtype_row_bytes(type, cols) * rows);
     for (int r = 0; r < rows; ++r)
-      cxr::type_traits(type).from_float(w.data() + static_cast<size_t>(r) * cols,
+      cxr::cpu_kernels().type(type).from_float(w.data() + static_cast<size_t>(r) * cols,
                                         raw.data() + cxr::dtype_row_bytes(type, cols) * r, cols);
     g.add_raw(name, {static_cast<uint64_t>(cols), static_cast<uint64_t>(rows)}, type, raw);
   };

@@ -4,7 +4,7 @@
 #include <random>
 #include <vector>
 
-#include "backend/cpu/dispatch.h"
+#include "backend/cpu/cpu_kernels.h"
 
 namespace cxrtest {
 

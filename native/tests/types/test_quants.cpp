@@ -13,7 +13,7 @@
 #include "types/dtype.h"
 #include "types/error.h"
 #include "types/quant_blocks.h"
-#include "backend/cpu/dispatch.h"
+#include "backend/cpu/cpu_kernels.h"
 #include "types/quants.h"
 #include "support/data.h"
 #include "support/test.h"
@@ -141,21 +141,21 @@ TEST(quants_dtype_names) {
   for (DType d : kAllTypes) {
     DType back;
     CHECK(dtype_from_name(dtype_name(d), &back) && back == d);
-    const TypeTraits& tr = type_traits(d);
+    const TypeTraits& tr = cpu_kernels().type(d);
     CHECK(tr.type == d && tr.block_size == dtype_block_size(d) && tr.block_bytes == dtype_block_bytes(d));
     CHECK(tr.to_float && tr.from_float);
   }
 }
 
 TEST(quants_vec_dot_types) {
-  CHECK(type_traits(DType::Q4_0).vec_dot_type == DType::Q8_0);
-  CHECK(type_traits(DType::Q8_0).vec_dot_type == DType::Q8_0);
-  CHECK(type_traits(DType::Q4_K).vec_dot_type == DType::Q8_K);
-  CHECK(type_traits(DType::Q6_K).vec_dot_type == DType::Q8_K);
-  CHECK(type_traits(DType::F32).vec_dot_type == DType::F32);
-  CHECK(type_traits(DType::F16).vec_dot_type == DType::F32);
-  CHECK(type_traits(DType::BF16).vec_dot_type == DType::F32);
-  CHECK_THROWS(type_traits(static_cast<DType>(3)), "unknown tensor type id 3");
+  CHECK(cpu_kernels().type(DType::Q4_0).vec_dot_type == DType::Q8_0);
+  CHECK(cpu_kernels().type(DType::Q8_0).vec_dot_type == DType::Q8_0);
+  CHECK(cpu_kernels().type(DType::Q4_K).vec_dot_type == DType::Q8_K);
+  CHECK(cpu_kernels().type(DType::Q6_K).vec_dot_type == DType::Q8_K);
+  CHECK(cpu_kernels().type(DType::F32).vec_dot_type == DType::F32);
+  CHECK(cpu_kernels().type(DType::F16).vec_dot_type == DType::F32);
+  CHECK(cpu_kernels().type(DType::BF16).vec_dot_type == DType::F32);
+  CHECK_THROWS(cpu_kernels().type(static_cast<DType>(3)), "unknown tensor type id 3");
 }
 
 TEST(quants_simd_level) {
@@ -164,13 +164,23 @@ TEST(quants_simd_level) {
   {
     ScalarMode scalar(true);
     CHECK(std::string(simd_level()) == "scalar");
-    CHECK(&type_traits(DType::Q4_K) == &type_traits_reference(DType::Q4_K));
+    // Every per-type slot is the reference's, and no blocked matmul is left.
+    for (DType t : {DType::F32, DType::F16, DType::Q4_0, DType::Q8_0, DType::Q4_K, DType::Q6_K, DType::Q8_K,
+                    DType::BF16}) {
+      const TypeTraits& k = cpu_kernels().type(t);
+      const TypeTraits& r = type_traits_reference(t);
+      CHECK(k.to_float == r.to_float && k.from_float == r.from_float && k.vec_dot == r.vec_dot);
+    }
+    CHECK(cpu_kernels().int_panel == nullptr && cpu_kernels().int_gemv == nullptr);
   }
   CHECK(std::string(simd_level()) == level);
 #if defined(__x86_64__) && defined(__GNUC__)
   // This machine's CPU decides; a silent fallback to scalar would hide a dispatch bug.
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) {
     CHECK(level == "avx2");
+    if (level == "avx2")
+      CHECK(cpu_kernels().type(DType::Q8_0).vec_dot != type_traits_reference(DType::Q8_0).vec_dot);
+  }
 #elif defined(__ARM_NEON)
   CHECK(level == "neon");
 #endif
@@ -260,13 +270,13 @@ TEST(quants_f16_fast_matches_reference) {
   for (auto& v : x) v = from_bits(rng());
   for (size_t i = 0; i < 1000; ++i) x[i] = from_bits((rng() & 0x80ffffffu) | 0x38000000u);  // near fp16 subnormals
   const auto ref = quantize(type_traits_reference(DType::F16), x);
-  const auto fast = quantize(type_traits(DType::F16), x);
+  const auto fast = quantize(cpu_kernels().type(DType::F16), x);
   CHECK(ref == fast);
   std::vector<float> back_ref(x.size()), back_fast(x.size());
   type_traits_reference(DType::F16).to_float(ref.data(), back_ref.data(), static_cast<int64_t>(x.size()));
-  type_traits(DType::F16).to_float(ref.data(), back_fast.data(), static_cast<int64_t>(x.size()));
+  cpu_kernels().type(DType::F16).to_float(ref.data(), back_fast.data(), static_cast<int64_t>(x.size()));
   CHECK(std::memcmp(back_ref.data(), back_fast.data(), x.size() * 4) == 0);
-  type_traits(DType::BF16).to_float(ref.data(), back_fast.data(), static_cast<int64_t>(x.size()));
+  cpu_kernels().type(DType::BF16).to_float(ref.data(), back_fast.data(), static_cast<int64_t>(x.size()));
   type_traits_reference(DType::BF16).to_float(ref.data(), back_ref.data(), static_cast<int64_t>(x.size()));
   CHECK(std::memcmp(back_ref.data(), back_fast.data(), x.size() * 4) == 0);
 }
@@ -278,7 +288,7 @@ TEST(quants_known_bytes_q4_0) {
   b.d = 0x4000;  // 2.0
   for (int j = 0; j < 16; ++j) b.qs[j] = static_cast<uint8_t>(j | ((15 - j) << 4));
   float y[32];
-  type_traits(DType::Q4_0).to_float(&b, y, 32);
+  cpu_kernels().type(DType::Q4_0).to_float(&b, y, 32);
   // Element j (j < 16) is the low nibble of byte j; element j+16 the high nibble.
   for (int j = 0; j < 16; ++j) {
     CHECK(y[j] == (j - 8) * 2.0f);
@@ -292,7 +302,7 @@ TEST(quants_known_bytes_q8_0) {
   b.d = 0x3800;  // 0.5
   for (int j = 0; j < 32; ++j) b.qs[j] = static_cast<int8_t>(j * 8 - 127);
   float y[32];
-  type_traits(DType::Q8_0).to_float(&b, y, 32);
+  cpu_kernels().type(DType::Q8_0).to_float(&b, y, 32);
   for (int j = 0; j < 32; ++j) CHECK(y[j] == (j * 8 - 127) * 0.5f);
 }
 
@@ -302,7 +312,7 @@ TEST(quants_known_bytes_q8_K) {
   for (int j = 0; j < 256; ++j) b.qs[j] = static_cast<int8_t>(j % 255 - 127);
   for (int j = 0; j < 16; ++j) b.bsums[j] = 0;  // unused by to_float
   std::vector<float> y(256);
-  type_traits(DType::Q8_K).to_float(&b, y.data(), 256);
+  cpu_kernels().type(DType::Q8_K).to_float(&b, y.data(), 256);
   for (int j = 0; j < 256; ++j) CHECK(y[j] == (j % 255 - 127) * 0.25f);
 }
 
@@ -321,7 +331,7 @@ TEST(quants_known_bytes_q4_K) {
   std::memcpy(b.scales, scales, 12);
   for (int i = 0; i < 128; ++i) b.qs[i] = static_cast<uint8_t>((i % 16) | (((i * 7) % 16) << 4));
   std::vector<float> y(256);
-  type_traits(DType::Q4_K).to_float(&b, y.data(), 256);
+  cpu_kernels().type(DType::Q4_K).to_float(&b, y.data(), 256);
   for (int e = 0; e < 256; ++e) {
     // 64-element chunk c uses bytes 32c..32c+31: low nibbles first, then high.
     const int c = e / 64, r = e % 64;
@@ -347,7 +357,7 @@ TEST(quants_known_bytes_q6_K) {
   for (int j = 0; j < 16; ++j) b.scales[j] = static_cast<int8_t>(j - 8);
   b.d = 0x3400;  // 0.25
   std::vector<float> y(256);
-  type_traits(DType::Q6_K).to_float(&b, y.data(), 256);
+  cpu_kernels().type(DType::Q6_K).to_float(&b, y.data(), 256);
   for (int e = 0; e < 256; ++e) {
     // Half h: ql[64h..], qh[32h..]. Group g of 32 within the half takes its low
     // 4 bits from ql[l] (g=0,2) or ql[l+32] (g=1,3), low nibble for g<2 and high
@@ -375,13 +385,13 @@ TEST(quants_known_bytes_q6_K) {
 TEST(quants_known_bytes_plain_types) {
   const uint16_t h[4] = {0x3c00, 0xc000, 0x3555, 0x0001};
   float y[4];
-  type_traits(DType::F16).to_float(h, y, 4);
+  cpu_kernels().type(DType::F16).to_float(h, y, 4);
   CHECK(y[0] == 1.0f && y[1] == -2.0f && y[2] == 0.333251953125f && y[3] == std::ldexp(1.0f, -24));
   const uint16_t b[3] = {0x3f80, 0xc000, 0x4049};
-  type_traits(DType::BF16).to_float(b, y, 3);
+  cpu_kernels().type(DType::BF16).to_float(b, y, 3);
   CHECK(y[0] == 1.0f && y[1] == -2.0f && y[2] == 3.140625f);
   const float f[2] = {1.5f, -3.25f};
-  type_traits(DType::F32).to_float(f, y, 2);
+  cpu_kernels().type(DType::F32).to_float(f, y, 2);
   CHECK(y[0] == 1.5f && y[1] == -3.25f);
 }
 
@@ -486,7 +496,7 @@ TEST(quants_rounding_ties) {
   for (bool scalar : {false, true}) {
     ScalarMode mode(scalar);
     block_q8_0 b;
-    type_traits(DType::Q8_0).from_float(x.data(), &b, 32);
+    cpu_kernels().type(DType::Q8_0).from_float(x.data(), &b, 32);
     CHECK(b.qs[0] == 127 && b.qs[1] == 3 && b.qs[2] == -3 && b.qs[3] == 4 && b.qs[4] == 0);
     CHECK(b.d == 0x3c00);
   }
@@ -500,7 +510,7 @@ TEST(quants_rounding_ties) {
   for (bool scalar : {false, true}) {
     ScalarMode mode(scalar);
     block_q8_K b;
-    type_traits(DType::Q8_K).from_float(k.data(), &b, 256);
+    cpu_kernels().type(DType::Q8_K).from_float(k.data(), &b, 256);
     CHECK(b.qs[0] == -127 && b.qs[1] == 2 && b.qs[2] == -2 && b.qs[3] == 4 && b.qs[17] == 1);
     CHECK(b.d == 1.0f);
     CHECK(b.bsums[0] == -127 + 2 - 2 + 4 && b.bsums[1] == 1 && b.bsums[2] == 0);
@@ -512,7 +522,7 @@ TEST(quants_rounding_ties) {
   q[2] = -3.0f;   // -1.5 steps -> -1
   q[3] = 15.0f;   // 7.5 steps -> clamps at 7
   block_q4_0 b;
-  type_traits(DType::Q4_0).from_float(q.data(), &b, 32);
+  cpu_kernels().type(DType::Q4_0).from_float(q.data(), &b, 32);
   CHECK(b.d == 0x4000);
   CHECK((b.qs[0] & 15) == 0 && (b.qs[1] & 15) == 10 && (b.qs[2] & 15) == 7 && (b.qs[3] & 15) == 15);
 }
@@ -527,7 +537,7 @@ TEST(quants_fast_from_float_matches_reference) {
       x[300] = 1e4f;
       for (int i = 512; i < 768; ++i) x[static_cast<size_t>(i)] = 0;  // an all-zero block
       const auto ref = quantize(type_traits_reference(t), x);
-      const auto fast = quantize(type_traits(t), x);
+      const auto fast = quantize(cpu_kernels().type(t), x);
       CHECK(ref == fast);
     }
   }
@@ -538,7 +548,7 @@ namespace {
 // Checks one weight type's vec_dot (fast and reference) on n elements.
 void check_vec_dot(DType t, int64_t n, unsigned seed) {
   const TypeTraits& ref = type_traits_reference(t);
-  const TypeTraits& fast = type_traits(t);
+  const TypeTraits& fast = cpu_kernels().type(t);
   const TypeTraits& yref = type_traits_reference(ref.vec_dot_type);
   const auto xf = make_data(n, seed, true, 0.05f);
   const auto yf = make_data(n, seed + 100, seed % 2 == 0, 2.0f);
@@ -581,7 +591,7 @@ TEST(quants_vec_dot_fast_and_reference) {
 TEST(quants_vec_dot_extremes) {
   for (DType t : {DType::Q4_0, DType::Q8_0, DType::Q4_K, DType::Q6_K}) {
     const TypeTraits& ref = type_traits_reference(t);
-    const TypeTraits& fast = type_traits(t);
+    const TypeTraits& fast = cpu_kernels().type(t);
     const TypeTraits& yref = type_traits_reference(ref.vec_dot_type);
     const int64_t n = 1024;
     for (int pattern = 0; pattern < 3; ++pattern) {

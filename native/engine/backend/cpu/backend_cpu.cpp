@@ -1,7 +1,7 @@
 // backend_cpu.cpp - the CPU implementation of backend.h: threads from the pool,
 // matmul and attention from their own files (cpu_ops.h), and here the small
-// ops - norms, RoPE, activations, residual adds, KV stores - each as a scalar
-// reference and an AVX2 version chosen at run time.
+// ops - norms, RoPE, activations, residual adds, KV stores - split over the
+// threads, each row through the kernel table (cpu_kernels.h).
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
@@ -14,222 +14,13 @@
 #include "format/gguf.h"
 #include "backend/cpu/host_memory.h"
 #include "backend/cpu/repack.h"
-#include "backend/cpu/gemm.h"
-#include "backend/cpu/dispatch.h"
+#include "backend/cpu/cpu_kernels.h"
 #include "types/quants.h"
 #include "backend/cpu/threadpool.h"
 #include "backend/cpu/cpu_ops.h"
-#include "backend/cpu/x86/simd_avx2.h"
 
 namespace cxr {
 namespace {
-
-// --- row kernels: a scalar reference and an AVX2 version of each ----------------
-// The AVX2 versions carry their own target attribute (simd_avx2.h) and run only
-// when cpu_avx2() says so; CXR_FORCE_SCALAR=1 selects the scalar ones.
-
-// Σ x[i]² in double: the reference the SIMD sum (8 float lanes x 4 chains) is tested against.
-float rms_scale_scalar(const float* x, int64_t dim, float eps) {
-  double ss = 0;
-  for (int64_t i = 0; i < dim; ++i) ss += static_cast<double>(x[i]) * x[i];
-  return 1.0f / std::sqrt(static_cast<float>(ss / dim) + eps);
-}
-
-void rmsnorm_row_scalar(const float* x, const float* w, int64_t dim, float eps, float* o) {
-  const float r = rms_scale_scalar(x, dim, eps);
-  for (int64_t i = 0; i < dim; ++i) o[i] = x[i] * r * w[i];
-}
-
-void add_rmsnorm_row_scalar(float* x, const float* y, const float* w, int64_t dim, float eps, float* o) {
-  for (int64_t i = 0; i < dim; ++i) x[i] += y[i];
-  rmsnorm_row_scalar(x, w, dim, eps, o);
-}
-
-void layernorm_row_scalar(const float* x, const float* w, const float* b, int64_t dim, float eps, float* o) {
-  double sum = 0;
-  for (int64_t i = 0; i < dim; ++i) sum += x[i];
-  const double mean = sum / dim;
-  double var = 0;
-  for (int64_t i = 0; i < dim; ++i) var += (x[i] - mean) * (x[i] - mean);
-  const float r = static_cast<float>(1.0 / std::sqrt(var / dim + eps));
-  const float m = static_cast<float>(mean);
-  for (int64_t i = 0; i < dim; ++i) o[i] = (x[i] - m) * r * w[i] + b[i];
-}
-
-void add_layernorm_row_scalar(float* x, const float* y, const float* w, const float* b, int64_t dim, float eps,
-                              float* o) {
-  for (int64_t i = 0; i < dim; ++i) x[i] += y[i];
-  layernorm_row_scalar(x, w, b, dim, eps, o);
-}
-
-// Rotates the adjacent pairs of one head: (a, c) -> (a cos - c sin, a sin + c cos).
-// cs and sn hold each pair's cosine and sine twice (index 2i and 2i + 1).
-void rope_head_scalar(float* v, const float* cs, const float* sn, int head_dim) {
-  for (int i = 0; i < head_dim; i += 2) {
-    const float a = v[i], c = v[i + 1];
-    v[i] = a * cs[i] - c * sn[i];
-    v[i + 1] = a * sn[i] + c * cs[i];
-  }
-}
-
-void silu_mul_scalar(float* g, const float* u, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) g[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
-}
-
-void gelu_scalar(float* x, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) x[i] = 0.5f * x[i] * (1.0f + std::erf(x[i] * 0.70710678118654752f));
-}
-
-void add_scalar(float* x, const float* y, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) x[i] += y[i];
-}
-
-void to_f16_scalar(const float* src, uint16_t* dst, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) dst[i] = fp32_to_fp16(src[i]);
-}
-
-#if CXR_HAVE_AVX2_KERNELS
-CXR_AVX2 float sum_squares_avx2(const float* x, int64_t dim) {
-  __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-  int64_t i = 0;
-  for (; i + 32 <= dim; i += 32) {
-    const __m256 x0 = _mm256_loadu_ps(x + i), x1 = _mm256_loadu_ps(x + i + 8);
-    const __m256 x2 = _mm256_loadu_ps(x + i + 16), x3 = _mm256_loadu_ps(x + i + 24);
-    a0 = _mm256_fmadd_ps(x0, x0, a0);
-    a1 = _mm256_fmadd_ps(x1, x1, a1);
-    a2 = _mm256_fmadd_ps(x2, x2, a2);
-    a3 = _mm256_fmadd_ps(x3, x3, a3);
-  }
-  for (; i + 8 <= dim; i += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(x + i), a0);
-  float ss = avx2::hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
-  for (; i < dim; ++i) ss += x[i] * x[i];
-  return ss;
-}
-
-// o = x · r · w
-CXR_AVX2 void scale_mul_avx2(const float* x, float r, const float* w, int64_t dim, float* o) {
-  const __m256 rv = _mm256_set1_ps(r);
-  int64_t i = 0;
-  for (; i + 8 <= dim; i += 8)
-    _mm256_storeu_ps(o + i, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), rv), _mm256_loadu_ps(w + i)));
-  for (; i < dim; ++i) o[i] = x[i] * r * w[i];
-}
-
-CXR_AVX2 void rmsnorm_row_avx2(const float* x, const float* w, int64_t dim, float eps, float* o) {
-  scale_mul_avx2(x, 1.0f / std::sqrt(sum_squares_avx2(x, dim) / static_cast<float>(dim) + eps), w, dim, o);
-}
-
-CXR_AVX2 void add_avx2(float* x, const float* y, int64_t n) {
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_add_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
-  for (; i < n; ++i) x[i] += y[i];
-}
-
-CXR_AVX2 void add_rmsnorm_row_avx2(float* x, const float* y, const float* w, int64_t dim, float eps, float* o) {
-  add_avx2(x, y, dim);  // the row stays in L1 for the norm that follows
-  rmsnorm_row_avx2(x, w, dim, eps, o);
-}
-
-CXR_AVX2 void layernorm_row_avx2(const float* x, const float* w, const float* b, int64_t dim, float eps, float* o) {
-  // Two passes, mean first, so a large mean does not cancel the variance away.
-  __m256 s0 = _mm256_setzero_ps(), s1 = s0;
-  int64_t i = 0;
-  for (; i + 16 <= dim; i += 16) {
-    s0 = _mm256_add_ps(s0, _mm256_loadu_ps(x + i));
-    s1 = _mm256_add_ps(s1, _mm256_loadu_ps(x + i + 8));
-  }
-  float sum = avx2::hsum(_mm256_add_ps(s0, s1));
-  for (; i < dim; ++i) sum += x[i];
-  const float mean = sum / static_cast<float>(dim);
-  const __m256 mv = _mm256_set1_ps(mean);
-  __m256 v0 = _mm256_setzero_ps(), v1 = v0;
-  for (i = 0; i + 16 <= dim; i += 16) {
-    const __m256 d0 = _mm256_sub_ps(_mm256_loadu_ps(x + i), mv), d1 = _mm256_sub_ps(_mm256_loadu_ps(x + i + 8), mv);
-    v0 = _mm256_fmadd_ps(d0, d0, v0);
-    v1 = _mm256_fmadd_ps(d1, d1, v1);
-  }
-  float var = avx2::hsum(_mm256_add_ps(v0, v1));
-  for (; i < dim; ++i) var += (x[i] - mean) * (x[i] - mean);
-  const float r = 1.0f / std::sqrt(var / static_cast<float>(dim) + eps);
-  const __m256 rv = _mm256_set1_ps(r);
-  for (i = 0; i + 8 <= dim; i += 8) {
-    const __m256 d = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), mv), rv);
-    _mm256_storeu_ps(o + i, _mm256_fmadd_ps(d, _mm256_loadu_ps(w + i), _mm256_loadu_ps(b + i)));
-  }
-  for (; i < dim; ++i) o[i] = (x[i] - mean) * r * w[i] + b[i];
-}
-
-CXR_AVX2 void add_layernorm_row_avx2(float* x, const float* y, const float* w, const float* b, int64_t dim,
-                                     float eps, float* o) {
-  add_avx2(x, y, dim);
-  layernorm_row_avx2(x, w, b, dim, eps, o);
-}
-
-CXR_AVX2 void rope_head_avx2(float* v, const float* cs, const float* sn, int head_dim) {
-  int i = 0;
-  for (; i + 8 <= head_dim; i += 8) {
-    const __m256 x = _mm256_loadu_ps(v + i);
-    const __m256 swapped = _mm256_permute_ps(x, 0xB1);  // (c, a) in each pair
-    // even lanes: a cos - c sin; odd lanes: c cos + a sin
-    _mm256_storeu_ps(v + i, _mm256_fmaddsub_ps(x, _mm256_loadu_ps(cs + i),
-                                               _mm256_mul_ps(swapped, _mm256_loadu_ps(sn + i))));
-  }
-  rope_head_scalar(v + i, cs + i, sn + i, head_dim - i);
-}
-
-CXR_AVX2 void silu_mul_avx2(float* g, const float* u, int64_t n) {
-  const __m256 one = _mm256_set1_ps(1.0f), neg = _mm256_set1_ps(-0.0f);
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    const __m256 x = _mm256_loadu_ps(g + i);
-    const __m256 e = avx2::exp(_mm256_xor_ps(x, neg));
-    _mm256_storeu_ps(g + i, _mm256_mul_ps(_mm256_div_ps(x, _mm256_add_ps(one, e)), _mm256_loadu_ps(u + i)));
-  }
-  silu_mul_scalar(g + i, u + i, n - i);
-}
-
-CXR_AVX2 void gelu_avx2(float* x, int64_t n) {
-  const __m256 half = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.0f), rsqrt2 = _mm256_set1_ps(0.70710678118654752f);
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    const __m256 v = _mm256_loadu_ps(x + i);
-    const __m256 e = avx2::erf(_mm256_mul_ps(v, rsqrt2));
-    _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_mul_ps(half, v), _mm256_add_ps(one, e)));
-  }
-  gelu_scalar(x + i, n - i);
-}
-
-CXR_AVX2 void to_f16_avx2(const float* src, uint16_t* dst, int64_t n) { avx2::f32_to_f16(src, dst, n); }
-#endif
-
-// The kernel set for this call: AVX2 where the CPU has it and nobody forced scalar.
-struct RowKernels {
-  void (*rmsnorm)(const float*, const float*, int64_t, float, float*);
-  void (*add_rmsnorm)(float*, const float*, const float*, int64_t, float, float*);
-  void (*layernorm)(const float*, const float*, const float*, int64_t, float, float*);
-  void (*add_layernorm)(float*, const float*, const float*, const float*, int64_t, float, float*);
-  void (*rope_head)(float*, const float*, const float*, int);
-  void (*silu_mul)(float*, const float*, int64_t);
-  void (*gelu)(float*, int64_t);
-  void (*add)(float*, const float*, int64_t);
-  void (*to_f16)(const float*, uint16_t*, int64_t);
-};
-
-constexpr RowKernels kScalarRows = {rmsnorm_row_scalar, add_rmsnorm_row_scalar, layernorm_row_scalar,
-                                    add_layernorm_row_scalar, rope_head_scalar, silu_mul_scalar,
-                                    gelu_scalar, add_scalar, to_f16_scalar};
-#if CXR_HAVE_AVX2_KERNELS
-constexpr RowKernels kAvx2Rows = {rmsnorm_row_avx2, add_rmsnorm_row_avx2, layernorm_row_avx2,
-                                  add_layernorm_row_avx2, rope_head_avx2, silu_mul_avx2,
-                                  gelu_avx2, add_avx2, to_f16_avx2};
-#endif
-
-const RowKernels& row_kernels() {
-#if CXR_HAVE_AVX2_KERNELS
-  if (cpu_avx2()) return kAvx2Rows;
-#endif
-  return kScalarRows;
-}
 
 // Elementwise ops split into chunks this large: enough work per chunk to
 // outweigh waking a thread (a decode step's vectors stay on one thread).
@@ -338,7 +129,7 @@ class CpuBackend final : public Backend {
   }
 
   void get_rows(const Weight& E, const int32_t* ids, int64_t n, float* out) override {
-    const TypeTraits& et = type_traits(E.type);
+    const TypeTraits& et = cpu_kernels().type(E.type);
     const size_t erow = dtype_row_bytes(E.type, E.cols);
     for (int64_t i = 0; i < n; ++i) {
       if (ids[i] < 0 || ids[i] >= E.rows)
@@ -348,7 +139,7 @@ class CpuBackend final : public Backend {
   }
 
   void rmsnorm(const float* x, const float* w, int64_t n, int64_t dim, float eps, float* out) override {
-    const RowKernels& k = row_kernels();
+    const CpuKernels& k = cpu_kernels();
     pool_.parallel_for(n, 4, [&](int64_t b, int64_t e, int) {
       for (int64_t t = b; t < e; ++t) k.rmsnorm(x + t * dim, w, dim, eps, out + t * dim);
     });
@@ -356,7 +147,7 @@ class CpuBackend final : public Backend {
 
   void add_rmsnorm(float* x, const float* y, const float* w, int64_t n, int64_t dim, float eps,
                    float* out) override {
-    const RowKernels& k = row_kernels();
+    const CpuKernels& k = cpu_kernels();
     pool_.parallel_for(n, 4, [&](int64_t b, int64_t e, int) {
       for (int64_t t = b; t < e; ++t) k.add_rmsnorm(x + t * dim, y + t * dim, w, dim, eps, out + t * dim);
     });
@@ -364,7 +155,7 @@ class CpuBackend final : public Backend {
 
   void layernorm(const float* x, const float* w, const float* b, int64_t n, int64_t dim, float eps,
                  float* out) override {
-    const RowKernels& k = row_kernels();
+    const CpuKernels& k = cpu_kernels();
     pool_.parallel_for(n, 4, [&](int64_t lo, int64_t hi, int) {
       for (int64_t t = lo; t < hi; ++t) k.layernorm(x + t * dim, w, b, dim, eps, out + t * dim);
     });
@@ -372,7 +163,7 @@ class CpuBackend final : public Backend {
 
   void add_layernorm(float* x, const float* y, const float* w, const float* b, int64_t n, int64_t dim, float eps,
                      float* out) override {
-    const RowKernels& k = row_kernels();
+    const CpuKernels& k = cpu_kernels();
     pool_.parallel_for(n, 4, [&](int64_t lo, int64_t hi, int) {
       for (int64_t t = lo; t < hi; ++t) k.add_layernorm(x + t * dim, y + t * dim, w, b, dim, eps, out + t * dim);
     });
@@ -380,7 +171,7 @@ class CpuBackend final : public Backend {
 
   void rope(float* x, int64_t n, int n_heads, int head_dim, int64_t pos0, float theta) override {
     const std::vector<float>& table = rope_table(n, head_dim, pos0, theta);
-    const RowKernels& k = row_kernels();
+    const CpuKernels& k = cpu_kernels();
     const int64_t width = static_cast<int64_t>(n_heads) * head_dim;
     pool_.parallel_for(n, 4, [&](int64_t b, int64_t e, int) {
       for (int64_t t = b; t < e; ++t) {
@@ -392,7 +183,7 @@ class CpuBackend final : public Backend {
 
   void rope_rows(float* x, int64_t n, int n_heads, int head_dim, const int32_t* pos, float theta) override {
     const std::vector<float>& table = rope_rows_table(n, head_dim, pos, theta);
-    const RowKernels& k = row_kernels();
+    const CpuKernels& k = cpu_kernels();
     const int64_t width = static_cast<int64_t>(n_heads) * head_dim;
     pool_.parallel_for(n, 4, [&](int64_t b, int64_t e, int) {
       for (int64_t t = b; t < e; ++t) {
@@ -414,25 +205,25 @@ class CpuBackend final : public Backend {
       std::memcpy(static_cast<float*>(dst) + row0 * width, src, n * width * sizeof(float));
       return;
     }
-    const RowKernels& k = row_kernels();
+    const auto to_f16 = cpu_kernels().type(DType::F16).from_float;
     uint16_t* d = static_cast<uint16_t*>(dst) + row0 * width;
-    pool_.parallel_for(n * width, kElementGrain, [&](int64_t b, int64_t e, int) { k.to_f16(src + b, d + b, e - b); });
+    pool_.parallel_for(n * width, kElementGrain, [&](int64_t b, int64_t e, int) { to_f16(src + b, d + b, e - b); });
   }
 
   void attention(const AttentionArgs& a) override { cpu_attention(pool_, a); }
 
   void silu_mul(float* gate, const float* up, int64_t count) override {
-    const RowKernels& k = row_kernels();
+    const CpuKernels& k = cpu_kernels();
     pool_.parallel_for(count, kElementGrain, [&](int64_t b, int64_t e, int) { k.silu_mul(gate + b, up + b, e - b); });
   }
 
   void gelu(float* x, int64_t count) override {
-    const RowKernels& k = row_kernels();
+    const CpuKernels& k = cpu_kernels();
     pool_.parallel_for(count, kElementGrain, [&](int64_t b, int64_t e, int) { k.gelu(x + b, e - b); });
   }
 
   void add(float* x, const float* y, int64_t count) override {
-    const RowKernels& k = row_kernels();
+    const CpuKernels& k = cpu_kernels();
     pool_.parallel_for(count, kElementGrain, [&](int64_t b, int64_t e, int) { k.add(x + b, y + b, e - b); });
   }
 
@@ -498,8 +289,7 @@ class CpuBackend final : public Backend {
     if (!x8_type(w.type) || w.rows % kX8Rows != 0 || w.cols % 32 != 0) return false;
     const char* env = std::getenv("CXR_REPACK");
     if (env && !std::strcmp(env, "0")) return false;
-    const detail::GemmKernels* gk = detail::gemv_kernels();
-    return gk && gk->x8_gemv;
+    return cpu_kernels().x8_gemv != nullptr;
   }
 
   // Repacked weights go one after another into large chunks, reserved but
@@ -584,7 +374,7 @@ void CpuBackend::kv_store(KvCache& cache, int layer, const float* k, const float
   auto& c = static_cast<CpuKvCache&>(cache);
   const int64_t width = c.spec().kv_dim;
   const DType type = c.spec().type;
-  const RowKernels& rk = row_kernels();
+  const auto to_f16 = cpu_kernels().type(DType::F16).from_float;
   // Runs of consecutive cells go in one store each.
   for (int64_t i = 0; i < s.n;) {
     const int32_t cell0 = s.cells[s.pos0 + i];
@@ -598,7 +388,7 @@ void CpuBackend::kv_store(KvCache& cache, int layer, const float* k, const float
       } else {
         uint16_t* d = static_cast<uint16_t*>(dst) + cell0 * width;
         pool_.parallel_for(run * width, kElementGrain,
-                           [&](int64_t b, int64_t e, int) { rk.to_f16(src + b, d + b, e - b); });
+                           [&](int64_t b, int64_t e, int) { to_f16(src + b, d + b, e - b); });
       }
     }
     i += run;

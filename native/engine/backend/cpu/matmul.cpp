@@ -1,13 +1,14 @@
 // matmul.cpp - y = x · Wᵀ on the CPU for every weight type.
 //
 // Three routes, chosen per call:
-//   Q4_0 / Q8_0 weights, SIMD kernels present: activations are quantized to
-//     Q8_0 once and rearranged for the integer panel kernels (gemm.h); threads
+//   Q4_0 / Q8_0 weights, blocked-matmul kernels in the table (cpu_kernels.h):
+//     activations are quantized to Q8_0 once and rearranged for the integer
+//     panel kernels (gemm.h); threads
 //     take panels of weight rows, and each panel meets every token.
 //   F32 / F16 / BF16 weights, a batch of tokens: the float panel kernels, on
 //     chunks of rows converted to f32 a K block at a time.
 //   Everything else (K-quants, single tokens with float weights, forced
-//     scalar kernels): the traits table's vec_dot, row by row.
+//     scalar kernels): the type's vec_dot from the table, row by row.
 // Q4_0 / Q8_0 weights the CPU backend repacked (WeightLayout::X8, repack.h)
 // take the integer route through the x8 kernels, or the vec_dot route a row
 // group at a time, unpacked.
@@ -18,75 +19,15 @@
 #include <new>
 
 #include "backend/cpu/cpu_ops.h"
+#include "backend/cpu/cpu_kernels.h"
 #include "backend/cpu/gemm.h"
 #include "types/quant_blocks.h"
-#include "backend/cpu/dispatch.h"
 #include "types/quants.h"
 #include "backend/cpu/repack.h"
 
 namespace cxr {
-namespace detail {
 namespace {
 
-// Off, automatic, or one named kernel set: CXR_GEMM=off|avx2|avx512.
-const GemmKernels* g_override = nullptr;
-bool g_overridden = false;
-
-const GemmKernels* detect() {
-#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
-  __builtin_cpu_init();
-  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpu_has_f16c();
-  const bool avx512 = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
-                      __builtin_cpu_supports("avx512vnni");
-  const char* env = std::getenv("CXR_GEMM");
-  if (env && !std::strcmp(env, "off")) return nullptr;
-  if (env && !std::strcmp(env, "avx2")) return avx2 ? gemm_kernels_avx2() : nullptr;
-  if (avx512) return gemm_kernels_avx512();
-  if (avx2) return gemm_kernels_avx2();
-#endif
-  return nullptr;
-}
-
-// The decode (GEMV) kernels to pair with `gk`. On AMD cores (Zen 4 splits each
-// 512-bit op into two 256-bit halves) the AVX2 decode kernels beat the AVX-512
-// ones in every alternating run on 7B Q4_0 and Q8_0 decode (+1% to +17%),
-// while the AVX-512 panels stay far ahead for prompts; elsewhere a set keeps
-// its own.
-const GemmKernels* detect_gemv(const GemmKernels* gk) {
-#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
-  if (gk == gemm_kernels_avx512() && __builtin_cpu_is("amd")) return gemm_kernels_avx2();
-#endif
-  return gk;
-}
-
-}  // namespace
-
-const GemmKernels* gemm_kernels() {
-  // The scalar switch (CXR_FORCE_SCALAR, force_scalar_kernels) covers these too.
-  if (!std::strcmp(simd_level(), "scalar")) return nullptr;
-  if (g_overridden) return g_override;
-  static const GemmKernels* best = detect();
-  return best;
-}
-
-const GemmKernels* gemv_kernels() {
-  const GemmKernels* gk = gemm_kernels();
-  if (!gk || g_overridden) return gk;  // tests pin one set for both routes
-  static const GemmKernels* best = detect_gemv(gk);
-  return best;
-}
-
-void override_gemm_kernels(const GemmKernels* k, bool on) {
-  g_override = k;
-  g_overridden = on;
-}
-
-}  // namespace detail
-
-namespace {
-
-using detail::GemmKernels;
 using detail::QActs;
 
 // Rows of the output handed to a thread at a time on the vec_dot route. Small
@@ -135,9 +76,9 @@ uint8_t* thread_buffer(size_t bytes) {
 
 size_t align64(size_t n) { return (n + 63) / 64 * 64; }
 
-void vec_dot_matmul(ThreadPool& pool, const Weight& W, const float* x, int64_t n, float* y, const float* bias,
-                    std::vector<uint8_t>& scratch) {
-  const TypeTraits& wt = type_traits(W.type);
+void vec_dot_matmul(ThreadPool& pool, const CpuKernels& k, const Weight& W, const float* x, int64_t n, float* y,
+                    const float* bias, std::vector<uint8_t>& scratch) {
+  const TypeTraits& wt = k.type(W.type);
   const int64_t rows = W.rows, cols = W.cols;
   const size_t wrow = dtype_row_bytes(W.type, cols);
 
@@ -145,7 +86,7 @@ void vec_dot_matmul(ThreadPool& pool, const Weight& W, const float* x, int64_t n
   const void* xq = x;
   size_t xrow = cols * sizeof(float);
   if (wt.vec_dot_type != DType::F32) {
-    const TypeTraits& qt = type_traits(wt.vec_dot_type);
+    const TypeTraits& qt = k.type(wt.vec_dot_type);
     xrow = dtype_row_bytes(wt.vec_dot_type, cols);
     if (scratch.size() < xrow * n) scratch.resize(xrow * n);
     uint8_t* dst = scratch.data();
@@ -190,18 +131,17 @@ void vec_dot_matmul(ThreadPool& pool, const Weight& W, const float* x, int64_t n
   });
 }
 
-void int_matmul(ThreadPool& pool, const GemmKernels& panel_kernels, const Weight& W, const float* x, int64_t n,
-                float* y, const float* bias, std::vector<uint8_t>& scratch, MatmulRoute route) {
+void int_matmul(ThreadPool& pool, const CpuKernels& k, const Weight& W, const float* x, int64_t n, float* y,
+                const float* bias, std::vector<uint8_t>& scratch, MatmulRoute route) {
   const int64_t rows = W.rows, cols = W.cols, nb = cols / QK8_0;
   const size_t wrow = dtype_row_bytes(W.type, cols);
   const bool gemv = route == MatmulRoute::Decode || (route == MatmulRoute::Auto && n <= kGemvMaxTokens);
-  // Decoding may pair the panel set with another set's GEMV (gemv_kernels()).
-  const GemmKernels& gk = gemv ? *detail::gemv_kernels() : panel_kernels;
-  const int offset = gk.int_offset(W.type);
+  // The decode and panel kernels may come from different sets (cpu_kernels.cpp).
+  const int offset = gemv ? k.gemv_offset(W.type) : k.panel_offset(W.type);
   // Q4_0 decode wants its activations in the kernel's group order (gemm.h),
   // except from repacked weights.
   const bool x8 = W.layout == WeightLayout::X8;
-  const int64_t group = gemv && W.type == DType::Q4_0 && !x8 ? gk.q4_gemv_group : 1;
+  const int64_t group = gemv && W.type == DType::Q4_0 && !x8 ? k.q4_gemv_group : 1;
   const int64_t grouped = nb / group * group;  // blocks in whole groups
 
   // Scratch: quants, scales and corrections (gemm.h's QActs), block-major for
@@ -216,9 +156,9 @@ void int_matmul(ThreadPool& pool, const GemmKernels& panel_kernels, const Weight
   int32_t* xc = reinterpret_cast<int32_t*>(scratch.data() + q_bytes + d_bytes);
   auto at = [&](int64_t b, int64_t t) { return gemv ? t * nb + b : b * n + t; };
 
-  // The activation quantizer is the traits table's, so the quants are
+  // The activation quantizer is the table's, so the quants are
   // bit-identical to the vec_dot route's (and to llama.cpp's Q8_0).
-  const TypeTraits& qt = type_traits(DType::Q8_0);
+  const TypeTraits& qt = k.type(DType::Q8_0);
   const size_t xrow = dtype_row_bytes(DType::Q8_0, cols);
   pool.parallel_for(n, 1, [&](int64_t t0, int64_t t1, int) {
     auto* row = reinterpret_cast<block_q8_0*>(thread_buffer(xrow));
@@ -236,7 +176,7 @@ void int_matmul(ThreadPool& pool, const GemmKernels& panel_kernels, const Weight
           std::memcpy(xq + i * 32, blk.qs, 32);
         }
         int32_t sum = 0;
-        for (int k = 0; k < 32; ++k) sum += blk.qs[k];
+        for (int j = 0; j < 32; ++j) sum += blk.qs[j];
         xd[i] = fp16_to_fp32(blk.d);
         xc[i] = -offset * sum;
       }
@@ -250,14 +190,9 @@ void int_matmul(ThreadPool& pool, const GemmKernels& panel_kernels, const Weight
     const int64_t unit = x8 ? kX8Rows : 1;
     // Several tokens walk the rows a tile at a time, so the tile they all
     // read comes from memory once and from cache after.
-    // Q4_0 x8 weights meet several tokens in one kernel call (gemm.h); both
-    // x86 sets decode Q4_0 x8 with the AVX2 kernel, whose numbers it keeps.
-#if defined(__x86_64__) || defined(_M_X64)
-    const bool q4_multi = n > 1 && x8 && W.type == DType::Q4_0 &&
-                          (&gk == detail::gemm_kernels_avx2() || &gk == detail::gemm_kernels_avx512());
-#else
-    const bool q4_multi = false;
-#endif
+    // Q4_0 x8 weights meet several tokens in one kernel call where the set
+    // has one (q4_x8_gemv_n), with each token's numbers unchanged.
+    const bool q4_multi = n > 1 && x8 && W.type == DType::Q4_0 && k.q4_x8_gemv_n != nullptr;
     const int64_t tile = n == 1 ? rows / unit
                                 : std::max<int64_t>(1, static_cast<int64_t>(kGemvTileBytes / (wrow * unit)));
     pool.parallel_for_shrinking(rows / unit, std::max<int64_t>(1, kGemvMinRows / unit), [&](int64_t u0, int64_t u1, int) {
@@ -266,16 +201,16 @@ void int_matmul(ThreadPool& pool, const GemmKernels& panel_kernels, const Weight
         const int64_t r0 = s0 * unit;
         if (q4_multi) {
           // Up to kX8GemvTokens tokens per pass over the tile's blocks.
-          for (int64_t t0 = 0; t0 < n; t0 += detail::kX8GemvTokens) {
-            const int nt = static_cast<int>(std::min<int64_t>(detail::kX8GemvTokens, n - t0));
-            QActs xs[detail::kX8GemvTokens];
-            float* ys[detail::kX8GemvTokens];
-            for (int k = 0; k < nt; ++k) {
-              const int64_t t = t0 + k;
-              xs[k] = QActs{xq + t * nb * 32, xd + t * nb, xc + t * nb, 1, nb};
-              ys[k] = y + t * rows + r0;
+          for (int64_t t0 = 0; t0 < n; t0 += k.x8_gemv_tokens) {
+            const int nt = static_cast<int>(std::min<int64_t>(k.x8_gemv_tokens, n - t0));
+            QActs xs[kMaxX8GemvTokens];
+            float* ys[kMaxX8GemvTokens];
+            for (int j = 0; j < nt; ++j) {
+              const int64_t t = t0 + j;
+              xs[j] = QActs{xq + t * nb * 32, xd + t * nb, xc + t * nb, 1, nb};
+              ys[j] = y + t * rows + r0;
             }
-            detail::q4x8_gemv_n_avx2(wbase + r0 * wrow, s1 - s0, xs, nt, ys, bias ? bias + r0 : nullptr);
+            k.q4_x8_gemv_n(wbase + r0 * wrow, s1 - s0, xs, nt, ys, bias ? bias + r0 : nullptr);
           }
           continue;
         }
@@ -283,8 +218,8 @@ void int_matmul(ThreadPool& pool, const GemmKernels& panel_kernels, const Weight
           const QActs one{xq + t * nb * 32, xd + t * nb, xc + t * nb, 1, nb};
           float* yt = y + t * rows + r0;
           const float* b = bias ? bias + r0 : nullptr;
-          if (x8) gk.x8_gemv(W.type, wbase + r0 * wrow, s1 - s0, one, yt, b);
-          else gk.int_gemv(W.type, wbase + r0 * wrow, wrow, (s1 - s0) * unit, one, yt, b);
+          if (x8) k.x8_gemv(W.type, wbase + r0 * wrow, s1 - s0, one, yt, b);
+          else k.int_gemv(W.type, wbase + r0 * wrow, wrow, (s1 - s0) * unit, one, yt, b);
         }
       }
     });
@@ -292,34 +227,34 @@ void int_matmul(ThreadPool& pool, const GemmKernels& panel_kernels, const Weight
   }
 
   const QActs acts{xq, xd, xc, n, nb};
-  const int P = gk.panel_rows;  // a multiple of 8, so panels hold whole row groups
+  const int P = k.panel_rows;  // a multiple of 8, so panels hold whole row groups
   const int64_t panels = (rows + P - 1) / P;
-  const size_t buf_bytes = gk.int_panel_bytes(cols);
+  const size_t buf_bytes = k.int_panel_bytes(cols);
   pool.parallel_for(panels, 1, [&](int64_t p0, int64_t p1, int) {
     uint8_t* buf = thread_buffer(buf_bytes);
     for (int64_t p = p0; p < p1; ++p) {
       const int64_t r0 = p * P;
       const int nr = static_cast<int>(std::min<int64_t>(P, rows - r0));
       const float* b = bias ? bias + r0 : nullptr;
-      if (x8) gk.x8_panel(W.type, wbase + r0 * wrow, nr, acts, y + r0, rows, b, buf);
-      else gk.int_panel(W.type, wbase + r0 * wrow, wrow, nr, acts, y + r0, rows, b, buf);
+      if (x8) k.x8_panel(W.type, wbase + r0 * wrow, nr, acts, y + r0, rows, b, buf);
+      else k.int_panel(W.type, wbase + r0 * wrow, wrow, nr, acts, y + r0, rows, b, buf);
     }
   });
 }
 
-void float_matmul(ThreadPool& pool, const GemmKernels& gk, const Weight& W, const float* x, int64_t n, float* y,
+void float_matmul(ThreadPool& pool, const CpuKernels& k, const Weight& W, const float* x, int64_t n, float* y,
                   const float* bias) {
   const int64_t rows = W.rows, cols = W.cols;
   const size_t wrow = dtype_row_bytes(W.type, cols);
-  const int C = gk.float_chunk_rows;
+  const int C = k.float_chunk_rows;
   const int64_t chunks = (rows + C - 1) / C;
   const uint8_t* wbase = static_cast<const uint8_t*>(W.data);
   pool.parallel_for(chunks, 1, [&](int64_t c0, int64_t c1, int) {
-    float* buf = reinterpret_cast<float*>(thread_buffer(gk.float_chunk_bytes()));
+    float* buf = reinterpret_cast<float*>(thread_buffer(k.float_chunk_bytes()));
     for (int64_t c = c0; c < c1; ++c) {
       const int64_t r0 = c * C;
       const int nr = static_cast<int>(std::min<int64_t>(C, rows - r0));
-      gk.float_chunk(W.type, wbase + r0 * wrow, wrow, nr, cols, x, cols, n, y + r0, rows,
+      k.float_chunk(W.type, wbase + r0 * wrow, wrow, nr, cols, x, cols, n, y + r0, rows,
                      bias ? bias + r0 : nullptr, buf);
     }
   });
@@ -330,18 +265,17 @@ void float_matmul(ThreadPool& pool, const GemmKernels& gk, const Weight& W, cons
 void cpu_matmul(ThreadPool& pool, const Weight& W, const float* x, int64_t n, float* y, const float* bias,
                 std::vector<uint8_t>& scratch, MatmulRoute route) {
   if (n <= 0 || W.rows <= 0) return;
-  const GemmKernels* gk = detail::gemm_kernels();
-  if (gk) {
-    const size_t wrow = dtype_row_bytes(W.type, W.cols);
+  const CpuKernels& k = cpu_kernels();
+  if (k.int_panel && (W.type == DType::Q4_0 || W.type == DType::Q8_0)) {
     // The kernels address a panel's rows with 32-bit offsets.
-    const bool offsets_fit = wrow * gk->panel_rows < static_cast<size_t>(std::numeric_limits<int32_t>::max());
-    if ((W.type == DType::Q4_0 || W.type == DType::Q8_0) && offsets_fit)
-      return int_matmul(pool, *gk, W, x, n, y, bias, scratch, route);
-    const bool panels = route == MatmulRoute::Prompt || (route == MatmulRoute::Auto && n >= kFloatGemmMinTokens);
-    if ((W.type == DType::F32 || W.type == DType::F16 || W.type == DType::BF16) && panels)
-      return float_matmul(pool, *gk, W, x, n, y, bias);
+    const size_t wrow = dtype_row_bytes(W.type, W.cols);
+    if (wrow * k.panel_rows < static_cast<size_t>(std::numeric_limits<int32_t>::max()))
+      return int_matmul(pool, k, W, x, n, y, bias, scratch, route);
   }
-  vec_dot_matmul(pool, W, x, n, y, bias, scratch);
+  const bool panels = route == MatmulRoute::Prompt || (route == MatmulRoute::Auto && n >= kFloatGemmMinTokens);
+  if (k.float_chunk && (W.type == DType::F32 || W.type == DType::F16 || W.type == DType::BF16) && panels)
+    return float_matmul(pool, k, W, x, n, y, bias);
+  vec_dot_matmul(pool, k, W, x, n, y, bias, scratch);
 }
 
 }  // namespace cxr

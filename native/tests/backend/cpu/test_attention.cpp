@@ -11,7 +11,7 @@
 
 #include "backend/backend.h"
 #include "backend/cpu/cpu_ops.h"
-#include "backend/cpu/dispatch.h"
+#include "backend/cpu/cpu_kernels.h"
 #include "types/quants.h"
 #include "support/test.h"
 #include "backend/cpu/threadpool.h"

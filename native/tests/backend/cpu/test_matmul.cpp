@@ -16,7 +16,7 @@
 #include "types/dtype.h"
 #include "backend/cpu/gemm.h"
 #include "types/quant_blocks.h"
-#include "backend/cpu/dispatch.h"
+#include "backend/cpu/cpu_kernels.h"
 #include "types/quants.h"
 #include "backend/cpu/repack.h"
 #include "support/data.h"
@@ -124,31 +124,27 @@ int check(const Problem& p, const Data& d, const std::vector<float>& yref, const
   return bad;
 }
 
-// The kernel sets to try: whatever gemm_kernels() picks, each SIMD set this
-// CPU can run, and none (the vec_dot route).
+// The kernel tables to try: whatever cpu_kernels() picks, each SIMD set this
+// CPU can run, and none (the vec_dot route with the fastest per-type kernels).
 struct Route {
   const char* name;
-  const detail::GemmKernels* kernels;
-  bool override_on;
+  const CpuKernels* kernels;  // nullptr: no override
 };
 
 std::vector<Route> routes() {
-  std::vector<Route> r = {{"auto", nullptr, false}, {"vec_dot", nullptr, true}};
-#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
-  __builtin_cpu_init();
-  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
-  if (avx2) r.push_back({"avx2", detail::gemm_kernels_avx2(), true});
-  if (avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
-      __builtin_cpu_supports("avx512vnni"))
-    r.push_back({"avx512", detail::gemm_kernels_avx512(), true});
-#endif
+  // Every SIMD table has the same per-type kernels.
+  const CpuKernels* simd = cpu_kernels_for(CpuIsa::Avx2);
+  if (!simd) simd = cpu_kernels_for(CpuIsa::Neon);
+  static const CpuKernels no_blocked = without_blocked_matmul(simd ? *simd : cpu_kernels_scalar());
+  std::vector<Route> r = {{"auto", nullptr}, {"vec_dot", &no_blocked}};
+  if (const CpuKernels* k = cpu_kernels_for(CpuIsa::Avx2)) r.push_back({"avx2", k});
+  if (const CpuKernels* k = cpu_kernels_for(CpuIsa::Avx512)) r.push_back({"avx512", k});
   return r;
 }
 
 struct Override {
-  explicit Override(const Route& r) { detail::override_gemm_kernels(r.kernels, r.override_on); }
-  ~Override() { detail::override_gemm_kernels(nullptr, false); }
+  explicit Override(const Route& r) { override_cpu_kernels(r.kernels); }
+  ~Override() { override_cpu_kernels(nullptr); }
 };
 
 using cxrtest::ScalarMode;
@@ -275,5 +271,5 @@ TEST(matmul_q8_0_handles_minus_128) {
 
 TEST(matmul_force_scalar_disables_panel_kernels) {
   ScalarMode scalar(true);
-  CHECK(detail::gemm_kernels() == nullptr);
+  CHECK(cpu_kernels().int_panel == nullptr && cpu_kernels().float_chunk == nullptr);
 }

@@ -10,7 +10,7 @@
 
 #include "types/quant_blocks.h"
 #include "types/quants.h"
-#include "backend/cpu/quants_impl.h"
+#include "backend/cpu/kernel_sets.h"
 
 #if defined(__ARM_NEON)
 
@@ -100,9 +100,8 @@ void q4_0_vec_dot(int64_t n, float* s, const void* vx, const void* vy) {
 
 namespace detail {
 
-void install_neon_kernels(TypeTraits* table, size_t n) {
-  for (size_t i = 0; i < n; ++i) {
-    TypeTraits& t = table[i];
+void install_neon_types(CpuKernels& k) {
+  for (TypeTraits& t : k.types) {
     if (t.type == DType::F32) t.vec_dot = f32_vec_dot;
     if (t.type == DType::Q8_0) t.vec_dot = q8_0_vec_dot;
     if (t.type == DType::Q4_0) t.vec_dot = q4_0_vec_dot;

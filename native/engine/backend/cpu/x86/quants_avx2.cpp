@@ -1,8 +1,8 @@
 // quants_avx2.cpp - AVX2/FMA/F16C kernels for the hot paths.
 //
 // Built with plain -O2: the target pragma below turns the instruction sets on for
-// this file's functions only, and dispatch.cpp installs them only after the CPU
-// said it has them. Standard headers are included *before* the pragma so no
+// this file's functions only, and cpu_kernels.cpp installs them only after the
+// CPU said it has them. Standard headers are included *before* the pragma so no
 // inline library function gets an AVX2 body that the linker could hand to
 // scalar code; below it we call only intrinsics and our own static functions.
 //
@@ -15,7 +15,7 @@
 
 #include "types/quant_blocks.h"
 #include "types/quants.h"
-#include "backend/cpu/quants_impl.h"
+#include "backend/cpu/kernel_sets.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
 
@@ -392,9 +392,8 @@ void q6_K_vec_dot(int64_t n, float* s, const void* vx, const void* vy) {
 
 namespace detail {
 
-void install_avx2_kernels(TypeTraits* table, size_t n) {
-  for (size_t i = 0; i < n; ++i) {
-    TypeTraits& t = table[i];
+void install_avx2_types(CpuKernels& k) {
+  for (TypeTraits& t : k.types) {
     switch (t.type) {
       case DType::F32:
         t.vec_dot = f32_vec_dot;

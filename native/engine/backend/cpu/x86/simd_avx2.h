@@ -1,17 +1,16 @@
 // simd_avx2.h - small AVX2/FMA helpers shared by the CPU kernels that are not
-// matmuls (attention.cpp, backend_cpu.cpp): sums, exp and erf on 8 floats.
+// matmuls (attention_avx2.cpp, rows_avx2.cpp): sums, exp and erf on 8 floats.
 //
 // Every function carries its own target attribute instead of the file being
 // built with -mavx2, so the binary still runs on CPUs without AVX2: callers
-// reach these only after cpu_avx2() said yes. The attributes only widen what the
+// reach these only through the kernel table (cpu_kernels.h), which holds them
+// only on CPUs with AVX2, FMA and F16C. The attributes only widen what the
 // compiler may emit inside these functions; library code they call keeps its
 // baseline body.
 #pragma once
 
 #include <cstdint>
-#include <cstring>
 
-#include "backend/cpu/dispatch.h"
 #include "types/quants.h"
 
 #if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
@@ -33,11 +32,6 @@
 #endif
 
 namespace cxr {
-
-// True when the AVX2 kernels may run: the CPU has AVX2/FMA/F16C and nobody
-// forced the scalar path (CXR_FORCE_SCALAR=1 or force_scalar_kernels()). One
-// switch for every kernel, so the scalar path is tested as a whole.
-inline bool cpu_avx2() { return CXR_HAVE_AVX2_KERNELS && std::strcmp(simd_level(), "avx2") == 0; }
 
 #if CXR_HAVE_AVX2_KERNELS
 namespace avx2 {

@@ -1,0 +1,38 @@
+// kernel_sets.h - the seam between cpu_kernels.cpp and the files that hold
+// kernels: each set writes its kernels into the slots of a CpuKernels table it
+// is handed, and touches no other slot.
+//
+// cpu_kernels.cpp calls an instruction-set file's functions only after
+// cpu_features() reported every extension that file is compiled for.
+#pragma once
+
+#include "backend/cpu/cpu_kernels.h"
+
+namespace cxr {
+namespace detail {
+
+// scalar_kernels.cpp: the rows and attention slots, plain C++ (the per-type
+// slots come from types/quants.h).
+void install_scalar_kernels(CpuKernels& k);
+
+// Which blocked-matmul slots a set fills: the prompt panels (panel_*, *_panel,
+// float_*), the decode kernels (gemv_offset, *_gemv*), or both.
+enum MatmulPart : unsigned { kPanels = 1, kDecode = 2, kAllMatmul = 3 };
+
+#if defined(__x86_64__) || defined(_M_X64)
+// x86/: AVX2 + FMA + F16C.
+void install_avx2_types(CpuKernels& k);       // quants_avx2.cpp: per-type slots
+void install_avx2_rows(CpuKernels& k);        // rows_avx2.cpp
+void install_avx2_attention(CpuKernels& k);   // attention_avx2.cpp
+void install_avx2_matmul(CpuKernels& k, unsigned parts);    // gemm_avx2.cpp
+// x86/: AVX-512 F/BW/VL/DQ/VNNI on top of the AVX2 set.
+void install_avx512_matmul(CpuKernels& k, unsigned parts);  // gemm_avx512.cpp
+#endif
+
+#if defined(__ARM_NEON)
+// arm/quants_neon.cpp: per-type slots.
+void install_neon_types(CpuKernels& k);
+#endif
+
+}  // namespace detail
+}  // namespace cxr
