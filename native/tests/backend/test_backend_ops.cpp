@@ -311,7 +311,7 @@ TEST(cpu_backend_matmul_weight_repacks_only_what_it_can) {
       tensor.data = map;
 
       auto be = make_cpu_backend(2);
-      const bool kernels = cpu_kernels().x8_gemv != nullptr;
+      const bool kernels = cpu_kernels().gemv.x8_gemv != nullptr;
       const bool want = kernels && t != DType::F16 && rows % 8 == 0;
       for (bool env_off : {false, true}) {
         if (env_off) setenv("CXR_REPACK", "0", 1);

@@ -171,7 +171,7 @@ TEST(quants_simd_level) {
       const TypeTraits& r = type_traits_reference(t);
       CHECK(k.to_float == r.to_float && k.from_float == r.from_float && k.vec_dot == r.vec_dot);
     }
-    CHECK(cpu_kernels().int_panel == nullptr && cpu_kernels().int_gemv == nullptr);
+    CHECK(cpu_kernels().panels.int_panel == nullptr && cpu_kernels().gemv.int_gemv == nullptr);
   }
   CHECK(std::string(simd_level()) == level);
 #if defined(__x86_64__) && defined(__GNUC__)

@@ -289,7 +289,7 @@ class CpuBackend final : public Backend {
     if (!x8_type(w.type) || w.rows % kX8Rows != 0 || w.cols % 32 != 0) return false;
     const char* env = std::getenv("CXR_REPACK");
     if (env && !std::strcmp(env, "0")) return false;
-    return cpu_kernels().x8_gemv != nullptr;
+    return cpu_kernels().gemv.x8_gemv != nullptr;
   }
 
   // Repacked weights go one after another into large chunks, reserved but

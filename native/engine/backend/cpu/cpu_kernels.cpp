@@ -132,21 +132,8 @@ const CpuKernels* cpu_kernels_for(CpuIsa isa) {
 
 CpuKernels without_blocked_matmul(CpuKernels k) {
   k.matmul = "none";
-  k.panel_rows = 0;
-  k.panel_offset = nullptr;
-  k.int_panel_bytes = nullptr;
-  k.int_panel = nullptr;
-  k.x8_panel = nullptr;
-  k.gemv_offset = nullptr;
-  k.int_gemv = nullptr;
-  k.q4_gemv_group = 0;
-  k.x8_gemv = nullptr;
-  k.q4_x8_gemv_n = nullptr;
-  k.x8_gemv_tokens = 0;
-  k.float_chunk_rows = 0;
-  k.float_k_block = 0;
-  k.float_chunk_bytes = nullptr;
-  k.float_chunk = nullptr;
+  k.panels = PanelKernels{};
+  k.gemv = GemvKernels{};
   return k;
 }
 

@@ -35,6 +35,64 @@ constexpr int kMaxX8GemvTokens = 8;
 // Tensor types with a slot in CpuKernels::types.
 constexpr int kCpuTypeSlots = 8;
 
+// The blocked matmul kernels of one instruction set (gemm.h holds the
+// layouts). Integer slots take Q4_0 / Q8_0 weights against Q8_0 activations
+// (QActs), the float ones F32 / F16 / BF16 weights against f32 activations.
+
+// Prompts: panels of weight rows packed once and run against every token.
+struct PanelKernels {
+  // Weight rows per integer panel (a multiple of 8).
+  int rows;
+  // Weight offset the integer kernels for t (Q4_0 or Q8_0) expect; see QActs.
+  int (*offset)(DType t);
+  // Bytes of the per-thread buffer int_panel / x8_panel need for `cols` columns.
+  size_t (*int_panel_bytes)(int64_t cols);
+  // Packs weight rows [0, nr) (nr <= rows; w points at the first row, rows
+  // are wrow bytes apart) into buf and computes y[t * ldy + r] for every
+  // token t < x.n and row r < nr, adding bias[r] if bias is given.
+  void (*int_panel)(DType t, const uint8_t* w, size_t wrow, int nr, const detail::QActs& x, float* y, int64_t ldy,
+                    const float* bias, uint8_t* buf);
+  // As int_panel, for x8 weights (repack.h): nr rows (a multiple of 8, <=
+  // rows) whose row groups start at w.
+  void (*x8_panel)(DType t, const uint8_t* w, int nr, const detail::QActs& x, float* y, int64_t ldy,
+                   const float* bias, uint8_t* buf);
+  // Float family: rows per packed column chunk and columns per K block.
+  int float_chunk_rows;
+  int float_k_block;
+  // Bytes of the per-thread buffer float_chunk needs.
+  size_t (*float_chunk_bytes)();
+  // y[t * ldy + r] = sum_k x[t * ldx + k] * W[r, k] (+ bias[r]) for rows r < nr
+  // (nr <= float_chunk_rows; w points at the first row, wrow bytes apart) and
+  // every token t < n. W is F32, F16 or BF16.
+  void (*float_chunk)(DType t, const uint8_t* w, size_t wrow, int nr, int64_t cols, const float* x, int64_t ldx,
+                      int64_t n, float* y, int64_t ldy, const float* bias, float* buf);
+};
+
+// Decode: weight rows streamed once against one token (or a few).
+struct GemvKernels {
+  // Weight offset the decode kernels for t expect; see QActs.
+  int (*offset)(DType t);
+  // y[r] = row r · x (+ bias[r]) for rows r < nrows of one token, x a
+  // single-token QActs (n == 1). Streams each row once, in order. For Q4_0
+  // weights x.q is in group order, G = q4_group blocks to a group: the 32·G
+  // bytes of blocks Gj .. Gj+G-1 hold elements 0..15 of each block in turn,
+  // then elements 16..31 of each, which matches the nibbles of G weight
+  // blocks loaded side by side (blocks past the last whole group stay in
+  // element order).
+  void (*int_gemv)(DType t, const uint8_t* w, size_t wrow, int64_t nrows, const detail::QActs& x, float* y,
+                   const float* bias);
+  int q4_group;
+  // x8 weights, activations in plain block order: y[8g + r] (+ bias) for the
+  // first `groups` row groups at w, one token (x.n == 1).
+  void (*x8_gemv)(DType t, const uint8_t* w, int64_t groups, const detail::QActs& x, float* y, const float* bias);
+  // Q4_0 x8 weights against nt <= x8_tokens tokens at once (x[t], y[t]):
+  // each block's nibbles are unpacked once for all of them, and every token's
+  // result is bit for bit what x8_gemv gives it alone. nullptr: one at a time.
+  void (*q4_x8_gemv_n)(const uint8_t* w, int64_t groups, const detail::QActs* x, int nt, float* const* y,
+                       const float* bias);
+  int x8_tokens;  // at most kMaxX8GemvTokens
+};
+
 struct CpuKernels {
   // What simd_level() reports for this table: "avx2", "neon" or "scalar".
   const char* level;
@@ -93,59 +151,11 @@ struct CpuKernels {
   void (*attn_decode_tile)(const float* q, const uint8_t* const* krows, const uint8_t* const* vrows, size_t off,
                            bool f16, int hd, int nk, float* m, float* l, float* o);
 
-  // --- blocked matmul (matmul.cpp; gemm.h holds the layouts). nullptr slots
-  // (no SIMD set, CXR_GEMM=off, forced scalar) send matmuls down the vec_dot
-  // route. Integer slots take Q4_0 / Q8_0 weights against Q8_0 activations
-  // (QActs), the float ones F32 / F16 / BF16 weights against f32 activations.
-  //
-  // Prompts (panels): weight rows per integer panel (a multiple of 8).
-  int panel_rows;
-  // Weight offset the panel kernels for t (Q4_0 or Q8_0) expect; see QActs.
-  int (*panel_offset)(DType t);
-  // Bytes of the per-thread buffer int_panel / x8_panel need for `cols` columns.
-  size_t (*int_panel_bytes)(int64_t cols);
-  // Packs weight rows [0, nr) (nr <= panel_rows; w points at the first row,
-  // rows are wrow bytes apart) into buf and computes y[t * ldy + r] for every
-  // token t < x.n and row r < nr, adding bias[r] if bias is given.
-  void (*int_panel)(DType t, const uint8_t* w, size_t wrow, int nr, const detail::QActs& x, float* y, int64_t ldy,
-                    const float* bias, uint8_t* buf);
-  // As int_panel, for x8 weights (repack.h): nr rows (a multiple of 8, <=
-  // panel_rows) whose row groups start at w.
-  void (*x8_panel)(DType t, const uint8_t* w, int nr, const detail::QActs& x, float* y, int64_t ldy,
-                   const float* bias, uint8_t* buf);
-  //
-  // Decode (GEMV): weight offset the decode kernels for t expect; see QActs.
-  int (*gemv_offset)(DType t);
-  // y[r] = row r · x (+ bias[r]) for rows r < nrows of one token, x a
-  // single-token QActs (n == 1). Streams each row once, in order. For Q4_0
-  // weights x.q is in group order, G = q4_gemv_group blocks to a group: the
-  // 32·G bytes of blocks Gj .. Gj+G-1 hold elements 0..15 of each block in
-  // turn, then elements 16..31 of each, which matches the nibbles of G weight
-  // blocks loaded side by side (blocks past the last whole group stay in
-  // element order).
-  void (*int_gemv)(DType t, const uint8_t* w, size_t wrow, int64_t nrows, const detail::QActs& x, float* y,
-                   const float* bias);
-  int q4_gemv_group;
-  // x8 weights, activations in plain block order: y[8g + r] (+ bias) for the
-  // first `groups` row groups at w, one token (x.n == 1).
-  void (*x8_gemv)(DType t, const uint8_t* w, int64_t groups, const detail::QActs& x, float* y, const float* bias);
-  // Q4_0 x8 weights against nt <= x8_gemv_tokens tokens at once (x[t], y[t]):
-  // each block's nibbles are unpacked once for all of them, and every token's
-  // result is bit for bit what x8_gemv gives it alone. nullptr: one at a time.
-  void (*q4_x8_gemv_n)(const uint8_t* w, int64_t groups, const detail::QActs* x, int nt, float* const* y,
-                       const float* bias);
-  int x8_gemv_tokens;  // at most kMaxX8GemvTokens
-  //
-  // Float family: rows per packed column chunk and columns per K block.
-  int float_chunk_rows;
-  int float_k_block;
-  // Bytes of the per-thread buffer float_chunk needs.
-  size_t (*float_chunk_bytes)();
-  // y[t * ldy + r] = sum_k x[t * ldx + k] * W[r, k] (+ bias[r]) for rows r < nr
-  // (nr <= float_chunk_rows; w points at the first row, wrow bytes apart) and
-  // every token t < n. W is F32, F16 or BF16.
-  void (*float_chunk)(DType t, const uint8_t* w, size_t wrow, int nr, int64_t cols, const float* x, int64_t ldx,
-                      int64_t n, float* y, int64_t ldy, const float* bias, float* buf);
+  // --- blocked matmul (matmul.cpp): the prompt and decode sub-tables, which
+  // may come from different sets (cpu_kernels.cpp). All nullptr (no SIMD set,
+  // CXR_GEMM=off, forced scalar): every matmul takes the vec_dot route.
+  PanelKernels panels;
+  GemvKernels gemv;
 };
 
 // The table in force: the scalar one when forced (CXR_FORCE_SCALAR=1,

@@ -15,8 +15,8 @@ namespace detail {
 // slots come from types/quants.h).
 void install_scalar_kernels(CpuKernels& k);
 
-// Which blocked-matmul slots a set fills: the prompt panels (panel_*, *_panel,
-// float_*), the decode kernels (gemv_offset, *_gemv*), or both.
+// Which blocked-matmul sub-tables a set fills: the prompt panels, the decode
+// kernels, or both.
 enum MatmulPart : unsigned { kPanels = 1, kDecode = 2, kAllMatmul = 3 };
 
 #if defined(__x86_64__) || defined(_M_X64)

@@ -137,11 +137,11 @@ void int_matmul(ThreadPool& pool, const CpuKernels& k, const Weight& W, const fl
   const size_t wrow = dtype_row_bytes(W.type, cols);
   const bool gemv = route == MatmulRoute::Decode || (route == MatmulRoute::Auto && n <= kGemvMaxTokens);
   // The decode and panel kernels may come from different sets (cpu_kernels.cpp).
-  const int offset = gemv ? k.gemv_offset(W.type) : k.panel_offset(W.type);
+  const int offset = gemv ? k.gemv.offset(W.type) : k.panels.offset(W.type);
   // Q4_0 decode wants its activations in the kernel's group order (gemm.h),
   // except from repacked weights.
   const bool x8 = W.layout == WeightLayout::X8;
-  const int64_t group = gemv && W.type == DType::Q4_0 && !x8 ? k.q4_gemv_group : 1;
+  const int64_t group = gemv && W.type == DType::Q4_0 && !x8 ? k.gemv.q4_group : 1;
   const int64_t grouped = nb / group * group;  // blocks in whole groups
 
   // Scratch: quants, scales and corrections (gemm.h's QActs), block-major for
@@ -191,8 +191,8 @@ void int_matmul(ThreadPool& pool, const CpuKernels& k, const Weight& W, const fl
     // Several tokens walk the rows a tile at a time, so the tile they all
     // read comes from memory once and from cache after.
     // Q4_0 x8 weights meet several tokens in one kernel call where the set
-    // has one (q4_x8_gemv_n), with each token's numbers unchanged.
-    const bool q4_multi = n > 1 && x8 && W.type == DType::Q4_0 && k.q4_x8_gemv_n != nullptr;
+    // has one (gemv.q4_x8_gemv_n), with each token's numbers unchanged.
+    const bool q4_multi = n > 1 && x8 && W.type == DType::Q4_0 && k.gemv.q4_x8_gemv_n != nullptr;
     const int64_t tile = n == 1 ? rows / unit
                                 : std::max<int64_t>(1, static_cast<int64_t>(kGemvTileBytes / (wrow * unit)));
     pool.parallel_for_shrinking(rows / unit, std::max<int64_t>(1, kGemvMinRows / unit), [&](int64_t u0, int64_t u1, int) {
@@ -201,8 +201,8 @@ void int_matmul(ThreadPool& pool, const CpuKernels& k, const Weight& W, const fl
         const int64_t r0 = s0 * unit;
         if (q4_multi) {
           // Up to kX8GemvTokens tokens per pass over the tile's blocks.
-          for (int64_t t0 = 0; t0 < n; t0 += k.x8_gemv_tokens) {
-            const int nt = static_cast<int>(std::min<int64_t>(k.x8_gemv_tokens, n - t0));
+          for (int64_t t0 = 0; t0 < n; t0 += k.gemv.x8_tokens) {
+            const int nt = static_cast<int>(std::min<int64_t>(k.gemv.x8_tokens, n - t0));
             QActs xs[kMaxX8GemvTokens];
             float* ys[kMaxX8GemvTokens];
             for (int j = 0; j < nt; ++j) {
@@ -210,7 +210,7 @@ void int_matmul(ThreadPool& pool, const CpuKernels& k, const Weight& W, const fl
               xs[j] = QActs{xq + t * nb * 32, xd + t * nb, xc + t * nb, 1, nb};
               ys[j] = y + t * rows + r0;
             }
-            k.q4_x8_gemv_n(wbase + r0 * wrow, s1 - s0, xs, nt, ys, bias ? bias + r0 : nullptr);
+            k.gemv.q4_x8_gemv_n(wbase + r0 * wrow, s1 - s0, xs, nt, ys, bias ? bias + r0 : nullptr);
           }
           continue;
         }
@@ -218,8 +218,8 @@ void int_matmul(ThreadPool& pool, const CpuKernels& k, const Weight& W, const fl
           const QActs one{xq + t * nb * 32, xd + t * nb, xc + t * nb, 1, nb};
           float* yt = y + t * rows + r0;
           const float* b = bias ? bias + r0 : nullptr;
-          if (x8) k.x8_gemv(W.type, wbase + r0 * wrow, s1 - s0, one, yt, b);
-          else k.int_gemv(W.type, wbase + r0 * wrow, wrow, (s1 - s0) * unit, one, yt, b);
+          if (x8) k.gemv.x8_gemv(W.type, wbase + r0 * wrow, s1 - s0, one, yt, b);
+          else k.gemv.int_gemv(W.type, wbase + r0 * wrow, wrow, (s1 - s0) * unit, one, yt, b);
         }
       }
     });
@@ -227,17 +227,17 @@ void int_matmul(ThreadPool& pool, const CpuKernels& k, const Weight& W, const fl
   }
 
   const QActs acts{xq, xd, xc, n, nb};
-  const int P = k.panel_rows;  // a multiple of 8, so panels hold whole row groups
+  const int P = k.panels.rows;  // a multiple of 8, so panels hold whole row groups
   const int64_t panels = (rows + P - 1) / P;
-  const size_t buf_bytes = k.int_panel_bytes(cols);
+  const size_t buf_bytes = k.panels.int_panel_bytes(cols);
   pool.parallel_for(panels, 1, [&](int64_t p0, int64_t p1, int) {
     uint8_t* buf = thread_buffer(buf_bytes);
     for (int64_t p = p0; p < p1; ++p) {
       const int64_t r0 = p * P;
       const int nr = static_cast<int>(std::min<int64_t>(P, rows - r0));
       const float* b = bias ? bias + r0 : nullptr;
-      if (x8) k.x8_panel(W.type, wbase + r0 * wrow, nr, acts, y + r0, rows, b, buf);
-      else k.int_panel(W.type, wbase + r0 * wrow, wrow, nr, acts, y + r0, rows, b, buf);
+      if (x8) k.panels.x8_panel(W.type, wbase + r0 * wrow, nr, acts, y + r0, rows, b, buf);
+      else k.panels.int_panel(W.type, wbase + r0 * wrow, wrow, nr, acts, y + r0, rows, b, buf);
     }
   });
 }
@@ -246,15 +246,15 @@ void float_matmul(ThreadPool& pool, const CpuKernels& k, const Weight& W, const 
                   const float* bias) {
   const int64_t rows = W.rows, cols = W.cols;
   const size_t wrow = dtype_row_bytes(W.type, cols);
-  const int C = k.float_chunk_rows;
+  const int C = k.panels.float_chunk_rows;
   const int64_t chunks = (rows + C - 1) / C;
   const uint8_t* wbase = static_cast<const uint8_t*>(W.data);
   pool.parallel_for(chunks, 1, [&](int64_t c0, int64_t c1, int) {
-    float* buf = reinterpret_cast<float*>(thread_buffer(k.float_chunk_bytes()));
+    float* buf = reinterpret_cast<float*>(thread_buffer(k.panels.float_chunk_bytes()));
     for (int64_t c = c0; c < c1; ++c) {
       const int64_t r0 = c * C;
       const int nr = static_cast<int>(std::min<int64_t>(C, rows - r0));
-      k.float_chunk(W.type, wbase + r0 * wrow, wrow, nr, cols, x, cols, n, y + r0, rows,
+      k.panels.float_chunk(W.type, wbase + r0 * wrow, wrow, nr, cols, x, cols, n, y + r0, rows,
                      bias ? bias + r0 : nullptr, buf);
     }
   });
@@ -266,14 +266,14 @@ void cpu_matmul(ThreadPool& pool, const Weight& W, const float* x, int64_t n, fl
                 std::vector<uint8_t>& scratch, MatmulRoute route) {
   if (n <= 0 || W.rows <= 0) return;
   const CpuKernels& k = cpu_kernels();
-  if (k.int_panel && (W.type == DType::Q4_0 || W.type == DType::Q8_0)) {
+  if (k.panels.int_panel && (W.type == DType::Q4_0 || W.type == DType::Q8_0)) {
     // The kernels address a panel's rows with 32-bit offsets.
     const size_t wrow = dtype_row_bytes(W.type, W.cols);
-    if (wrow * k.panel_rows < static_cast<size_t>(std::numeric_limits<int32_t>::max()))
+    if (wrow * k.panels.rows < static_cast<size_t>(std::numeric_limits<int32_t>::max()))
       return int_matmul(pool, k, W, x, n, y, bias, scratch, route);
   }
   const bool panels = route == MatmulRoute::Prompt || (route == MatmulRoute::Auto && n >= kFloatGemmMinTokens);
-  if (k.float_chunk && (W.type == DType::F32 || W.type == DType::F16 || W.type == DType::BF16) && panels)
+  if (k.panels.float_chunk && (W.type == DType::F32 || W.type == DType::F16 || W.type == DType::BF16) && panels)
     return float_matmul(pool, k, W, x, n, y, bias);
   vec_dot_matmul(pool, k, W, x, n, y, bias, scratch);
 }

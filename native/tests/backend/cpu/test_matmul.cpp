@@ -271,5 +271,5 @@ TEST(matmul_q8_0_handles_minus_128) {
 
 TEST(matmul_force_scalar_disables_panel_kernels) {
   ScalarMode scalar(true);
-  CHECK(cpu_kernels().int_panel == nullptr && cpu_kernels().float_chunk == nullptr);
+  CHECK(cpu_kernels().panels.int_panel == nullptr && cpu_kernels().panels.float_chunk == nullptr);
 }

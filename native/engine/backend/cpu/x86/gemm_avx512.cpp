@@ -527,25 +527,11 @@ void x8_gemv(DType t, const uint8_t* w, int64_t groups, const QActs& x, float* y
 }  // namespace
 
 void install_avx512_matmul(CpuKernels& k, unsigned parts) {
-  if (parts & kPanels) {
-    k.panel_rows = kRows;
-    k.panel_offset = int_offset;
-    k.int_panel_bytes = int_panel_bytes;
-    k.int_panel = int_panel;
-    k.x8_panel = x8_panel;
-    k.float_chunk_rows = kChunkRows;
-    k.float_k_block = kKBlock;
-    k.float_chunk_bytes = float_chunk_bytes;
-    k.float_chunk = float_chunk;
-  }
-  if (parts & kDecode) {
-    k.gemv_offset = int_offset;
-    k.int_gemv = int_gemv;
-    k.q4_gemv_group = kQ4Group;
-    k.x8_gemv = x8_gemv;
-    k.q4_x8_gemv_n = q4x8_gemv_n_avx2;
-    k.x8_gemv_tokens = kX8GemvTokens;
-  }
+  constexpr PanelKernels panels = {kRows,      int_offset, int_panel_bytes,   int_panel, x8_panel,
+                                   kChunkRows, kKBlock,    float_chunk_bytes, float_chunk};
+  constexpr GemvKernels gemv = {int_offset, int_gemv, kQ4Group, x8_gemv, q4x8_gemv_n_avx2, kX8GemvTokens};
+  if (parts & kPanels) k.panels = panels;
+  if (parts & kDecode) k.gemv = gemv;
 }
 
 }  // namespace detail
