@@ -137,6 +137,20 @@ CpuKernels without_blocked_matmul(CpuKernels k) {
   return k;
 }
 
+namespace detail {
+
+void install_type_kernels(CpuKernels& k, const TypeKernelSet* sets, size_t n) {
+  for (size_t i = 0; i < n; ++i)
+    for (TypeTraits& t : k.types) {
+      if (t.type != sets[i].type) continue;
+      if (sets[i].to_float) t.to_float = sets[i].to_float;
+      if (sets[i].from_float) t.from_float = sets[i].from_float;
+      if (sets[i].vec_dot) t.vec_dot = sets[i].vec_dot;
+    }
+}
+
+}  // namespace detail
+
 void override_cpu_kernels(const CpuKernels* k) { g_override.store(k); }
 
 const char* simd_level() { return cpu_kernels().level; }

@@ -11,6 +11,16 @@
 namespace cxr {
 namespace detail {
 
+// A set's faster kernels for one tensor type; a nullptr keeps the slot as it is.
+struct TypeKernelSet {
+  DType type;
+  void (*to_float)(const void* src, float* dst, int64_t n);
+  void (*from_float)(const float* src, void* dst, int64_t n);
+  void (*vec_dot)(int64_t n, float* s, const void* x, const void* y);
+};
+// Writes the non-null kernels of sets[0..n) into k's per-type entries (cpu_kernels.cpp).
+void install_type_kernels(CpuKernels& k, const TypeKernelSet* sets, size_t n);
+
 // scalar_kernels.cpp: the rows and attention slots, plain C++ (the per-type
 // slots come from types/quants.h).
 void install_scalar_kernels(CpuKernels& k);

@@ -101,11 +101,12 @@ void q4_0_vec_dot(int64_t n, float* s, const void* vx, const void* vy) {
 namespace detail {
 
 void install_neon_types(CpuKernels& k) {
-  for (TypeTraits& t : k.types) {
-    if (t.type == DType::F32) t.vec_dot = f32_vec_dot;
-    if (t.type == DType::Q8_0) t.vec_dot = q8_0_vec_dot;
-    if (t.type == DType::Q4_0) t.vec_dot = q4_0_vec_dot;
-  }
+  static constexpr TypeKernelSet kSets[] = {
+      {DType::F32, nullptr, nullptr, f32_vec_dot},
+      {DType::Q8_0, nullptr, nullptr, q8_0_vec_dot},
+      {DType::Q4_0, nullptr, nullptr, q4_0_vec_dot},
+  };
+  install_type_kernels(k, kSets, sizeof(kSets) / sizeof(kSets[0]));
 }
 
 }  // namespace detail

@@ -393,38 +393,18 @@ void q6_K_vec_dot(int64_t n, float* s, const void* vx, const void* vy) {
 namespace detail {
 
 void install_avx2_types(CpuKernels& k) {
-  for (TypeTraits& t : k.types) {
-    switch (t.type) {
-      case DType::F32:
-        t.vec_dot = f32_vec_dot;
-        break;
-      case DType::F16:
-        t.to_float = f16_to_float;
-        t.from_float = f16_from_float;
-        t.vec_dot = f16_vec_dot;
-        break;
-      case DType::BF16:
-        t.to_float = bf16_to_float;
-        t.vec_dot = bf16_vec_dot;
-        break;
-      case DType::Q4_0:
-        t.vec_dot = q4_0_vec_dot;
-        break;
-      case DType::Q8_0:
-        t.from_float = q8_0_from_float;
-        t.vec_dot = q8_0_vec_dot;
-        break;
-      case DType::Q4_K:
-        t.vec_dot = q4_K_vec_dot;
-        break;
-      case DType::Q6_K:
-        t.vec_dot = q6_K_vec_dot;
-        break;
-      case DType::Q8_K:
-        t.from_float = q8_K_from_float;
-        break;
-    }
-  }
+  static constexpr TypeKernelSet kSets[] = {
+      // type, to_float, from_float, vec_dot (nullptr: keep the reference's)
+      {DType::F32, nullptr, nullptr, f32_vec_dot},
+      {DType::F16, f16_to_float, f16_from_float, f16_vec_dot},
+      {DType::BF16, bf16_to_float, nullptr, bf16_vec_dot},
+      {DType::Q4_0, nullptr, nullptr, q4_0_vec_dot},
+      {DType::Q8_0, nullptr, q8_0_from_float, q8_0_vec_dot},
+      {DType::Q4_K, nullptr, nullptr, q4_K_vec_dot},
+      {DType::Q6_K, nullptr, nullptr, q6_K_vec_dot},
+      {DType::Q8_K, nullptr, q8_K_from_float, nullptr},
+  };
+  install_type_kernels(k, kSets, sizeof(kSets) / sizeof(kSets[0]));
 }
 
 }  // namespace detail
