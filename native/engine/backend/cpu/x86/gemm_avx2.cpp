@@ -30,6 +30,7 @@
 
 #include <immintrin.h>
 
+#include "backend/cpu/gemm_float.h"
 #include "backend/cpu/gemm_x8.h"
 
 namespace cxr {
@@ -393,19 +394,9 @@ void float_tile(const float* p, int kc, const float* x, int64_t ldx, float* y, i
 
 void float_chunk(DType t, const uint8_t* w, size_t wrow, int nr, int64_t cols, const float* x, int64_t ldx,
                  int64_t n, float* y, int64_t ldy, const float* bias, float* buf) {
-  const int nsub = (nr + kSub - 1) / kSub;
-  for (int64_t k0 = 0; k0 < cols; k0 += kKBlock) {
-    const int kc = static_cast<int>(cols - k0 < kKBlock ? cols - k0 : kKBlock);
-    pack_float_panel<kSub, kKBlock>(t, w, wrow, nr, k0, kc, buf);
-    const bool first = k0 == 0;
-    for (int64_t t0 = 0; t0 < n; t0 += kFTile) {
-      const int64_t nt = n - t0 < kFTile ? n - t0 : kFTile;
-      for (int s = 0; s < nsub; ++s) {
-        const float* p = buf + s * kc * kSub;
-        const float* xs = x + t0 * ldx + k0;
-        float* ys = y + t0 * ldy + s * kSub;
-        const int left = nr - s * kSub;
-        const float* bs = bias ? bias + s * kSub : nullptr;
+  float_chunk_loop<kSub, kKBlock, kFTile>(
+      t, w, wrow, nr, cols, x, ldx, n, y, ldy, bias, buf,
+      [&](int nt, const float* p, int kc, const float* xs, float* ys, int left, bool first, const float* bs) {
         switch (nt) {
           case 6: float_tile<6>(p, kc, xs, ldx, ys, ldy, left, first, bs); break;
           case 5: float_tile<5>(p, kc, xs, ldx, ys, ldy, left, first, bs); break;
@@ -414,9 +405,7 @@ void float_chunk(DType t, const uint8_t* w, size_t wrow, int nr, int64_t cols, c
           case 2: float_tile<2>(p, kc, xs, ldx, ys, ldy, left, first, bs); break;
           default: float_tile<1>(p, kc, xs, ldx, ys, ldy, left, first, bs); break;
         }
-      }
-    }
-  }
+      });
 }
 
 }  // namespace

@@ -34,6 +34,7 @@
 
 #include <immintrin.h>
 
+#include "backend/cpu/gemm_float.h"
 #include "backend/cpu/gemm_x8.h"
 
 namespace cxr {
@@ -478,20 +479,10 @@ void float_tile(const float* p, int kc, const float* x, int64_t ldx, float* y, i
 
 void float_chunk(DType t, const uint8_t* w, size_t wrow, int nr, int64_t cols, const float* x, int64_t ldx,
                  int64_t n, float* y, int64_t ldy, const float* bias, float* buf) {
-  const int nsub = (nr + kSub - 1) / kSub;
-  for (int64_t k0 = 0; k0 < cols; k0 += kKBlock) {
-    const int kc = static_cast<int>(cols - k0 < kKBlock ? cols - k0 : kKBlock);
-    pack_float_panel<kSub, kKBlock>(t, w, wrow, nr, k0, kc, buf);
-    const bool first = k0 == 0;
-    for (int64_t t0 = 0; t0 < n; t0 += kFTile) {
-      const int64_t nt = n - t0 < kFTile ? n - t0 : kFTile;
-      for (int s = 0; s < nsub; ++s) {
-        const float* p = buf + s * kc * kSub;
-        const float* xs = x + t0 * ldx + k0;
-        float* ys = y + t0 * ldy + s * kSub;
-        const int left = nr - s * kSub;
+  float_chunk_loop<kSub, kKBlock, kFTile>(
+      t, w, wrow, nr, cols, x, ldx, n, y, ldy, bias, buf,
+      [&](int nt, const float* p, int kc, const float* xs, float* ys, int left, bool first, const float* bs) {
         const __mmask16 m0 = lane_mask(left), m1 = lane_mask(left - 16);
-        const float* bs = bias ? bias + s * kSub : nullptr;
         switch (nt) {
           case 8: float_tile<8>(p, kc, xs, ldx, ys, ldy, m0, m1, first, bs); break;
           case 7: float_tile<7>(p, kc, xs, ldx, ys, ldy, m0, m1, first, bs); break;
@@ -502,9 +493,7 @@ void float_chunk(DType t, const uint8_t* w, size_t wrow, int nr, int64_t cols, c
           case 2: float_tile<2>(p, kc, xs, ldx, ys, ldy, m0, m1, first, bs); break;
           default: float_tile<1>(p, kc, xs, ldx, ys, ldy, m0, m1, first, bs); break;
         }
-      }
-    }
-  }
+      });
 }
 
 // Q8_0 x8 decode with this set's offset (128, so VPDPBUSD's unsigned operand
