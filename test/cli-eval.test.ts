@@ -81,6 +81,30 @@ t.test('eval on the tiny model: a table on stdout, eval.json, and a PNG that is 
   t.same(doc2.perObservation, doc.perObservation);
 });
 
+t.test('--parallel 4 gives the reports and eval.json metrics of --parallel 1 (temperature 0)', async (t) => {
+  const longer = fast.map((a, i) => (fast[i - 1] === '--max-tokens' ? '24' : a));
+  const run = async (n: number): Promise<{ doc: EvalJson; texts: Map<string, string> }> => {
+    const out = path.join(dir, `ev-par${n}`);
+    const r = await runCli(['eval', 'test.csv', '--output', out, '--parallel', String(n), ...longer], { env, cwd: dir, timeoutMs: 180_000 });
+    t.equal(r.code, 0, r.stderr);
+    t.match(r.stderr, /6 done, 0 failed in/);
+    const texts = new Map<string, string>();
+    for (const f of readdir(path.join(out, 'reports'))) texts.set(path.relative(out, f), (JSON.parse(readFileSync(f, 'utf8')) as { text: string }).text);
+    return { doc: JSON.parse(readFileSync(path.join(out, 'eval.json'), 'utf8')) as EvalJson, texts };
+  };
+  const one = await run(1);
+  const four = await run(4);
+  t.equal(one.texts.size, 6);
+  t.ok(new Set(one.texts.values()).size > 1, 'the images give different reports');
+  t.same([...four.texts.entries()].sort(), [...one.texts.entries()].sort(), 'every report word for word');
+  t.same(four.doc.perObservation, one.doc.perObservation, 'per-observation counts, metrics and intervals');
+  t.same(four.doc.macro, one.doc.macro, 'macro average');
+  t.equal(four.doc.scored, one.doc.scored);
+  const bad = await runCli(['eval', 'test.csv', '--jsonl', 'gen.jsonl', '--parallel', '2'], { env, cwd: dir });
+  t.equal(bad.code, 2, 'with --jsonl nothing runs: a usage error');
+  t.match(bad.stderr, /--parallel applies when eval runs the model/);
+});
+
 function readdir(d: string): string[] {
   return readdirSync(d, { recursive: true, withFileTypes: true })
     .filter((e) => e.isFile())

@@ -23,13 +23,14 @@ import { readManifest, type ManifestRow } from '../eval/manifest.js';
 import { OBSERVATIONS, type Observation } from '../eval/observations.js';
 import { evaluate, type EvalResult, type Generated } from '../eval/score.js';
 import { formatTable, type TableFormat } from '../eval/table.js';
-import { loadModel, type Model } from '../runtime/model.js';
+import { DEFAULT_PARALLEL, loadModel, type Model } from '../runtime/model.js';
 import { runBatch } from './batch.js';
 import type { InputFile } from './inputs.js';
 import {
   addChatterOptions,
   addImageOptions,
   addModelOptions,
+  addParallelOption,
   addSamplingOptions,
   intArg,
   sampling,
@@ -57,6 +58,7 @@ type EvalFlags = ModelFlags &
     json?: boolean;
     observations?: Observation[];
     dataset?: string;
+    parallel?: number;
   };
 
 /** "Cardiomegaly,pleural effusion" -> observations, matched as the manifest's columns are. */
@@ -113,6 +115,9 @@ async function openModel(flags: EvalFlags): Promise<Model> {
     mmproj: choice.mmproj,
     ...(flags.threads !== undefined ? { threads: flags.threads } : {}),
     ...(flags.ctx !== undefined ? { contextSize: flags.ctx } : {}),
+    ...(flags.backend !== undefined ? { backend: flags.backend } : {}),
+    ...(flags.device !== undefined ? { device: flags.device } : {}),
+    ...(flags.parallel !== undefined ? { parallel: flags.parallel } : {}),
   });
 }
 
@@ -129,6 +134,8 @@ async function generatedByModel(rows: readonly ManifestRow[], flags: EvalFlags, 
       format: 'jsonl',
       outDir: reportsDir,
       resume: flags.resume === true,
+      // As report/ddx: that many images share each forward pass; records and order do not change.
+      parallel: flags.parallel ?? model.info.runtime.parallel,
       quiet: flags.quiet === true,
       verbose: flags.verbose === true,
     });
@@ -152,6 +159,7 @@ async function generatedByModel(rows: readonly ManifestRow[], flags: EvalFlags, 
 
 export async function runEval(manifestFile: string, flags: EvalFlags, usage: (message: string) => never): Promise<number> {
   if (flags.resume && flags.jsonl) usage('--resume applies when eval runs the model; with --jsonl nothing is run');
+  if (flags.parallel !== undefined && flags.jsonl) usage('--parallel applies when eval runs the model; with --jsonl nothing is run');
   const manifest = await readManifest(manifestFile);
   const manifestDir = path.dirname(path.resolve(manifestFile));
   const rows = flags.shard ? selectShard(manifest.rows, flags.shard, (r) => r.image) : manifest.rows;
@@ -235,6 +243,7 @@ export function registerEval(program: Command): Command {
     .option('--json', 'print eval.json on stdout instead of the table')
     .option('--observations <list>', 'score only these observations, comma-separated (default: all 14)', observationsArg)
     .option('--dataset <name>', 'what the data is, overriding the manifest\'s `dataset` column; "mimic" adds the paper\'s published figures');
+  addParallelOption(cmd, DEFAULT_PARALLEL);
   addShardOption(cmd);
   addChatterOptions(cmd);
   cmd.addHelpText(
