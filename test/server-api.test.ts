@@ -184,6 +184,30 @@ t.test('a system message replaces the official system prompt; stop, seed and top
   t.equal(mct.usage!.completion_tokens, 3);
 });
 
+t.test('two chat completions at once (the default parallel) give the texts they give one after another', async (t) => {
+  const metrics = await (await fetch(`${server.url}/metrics`)).text();
+  t.match(metrics, /^cxr_parallel_slots 4$/m, "serve runs the model's default of 4 requests at once");
+  const ask = (bytes: Uint8Array, type: string, prompt: string) =>
+    client.chat.completions.create({
+      model: 'm',
+      messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: dataUrl(bytes, type) } }, { type: 'text', text: prompt }] }],
+      temperature: 0,
+      max_tokens: 32,
+    });
+  const other = new Uint8Array(await imageBytes(100, 84, 21));
+  const alone = [await ask(png, 'image/png', REPORT_PROMPT), await ask(other, 'image/png', DIFFERENTIAL_PROMPT)];
+  const together = await Promise.all([ask(png, 'image/png', REPORT_PROMPT), ask(other, 'image/png', DIFFERENTIAL_PROMPT)]);
+  const text = (r: OpenAI.Chat.ChatCompletion): string => r.choices[0]!.message.content!;
+  t.not(text(alone[0]!), text(alone[1]!), 'different requests, different answers');
+  t.same(together.map(text), alone.map(text), 'temperature 0: the same text, batched or not');
+  // Fresh images, so neither can be served from the cache of the runs above.
+  const c = new Uint8Array(await imageBytes(88, 96, 31));
+  const d = new Uint8Array(await imageBytes(92, 70, 41));
+  const [tc, td] = await Promise.all([ask(c, 'image/png', REPORT_PROMPT), ask(d, 'image/png', REPORT_PROMPT)]);
+  t.equal(text(tc), text(await ask(c, 'image/png', REPORT_PROMPT)), 'a fresh image computed alongside another = the same asked again alone');
+  t.equal(text(td), text(await ask(d, 'image/png', REPORT_PROMPT)));
+});
+
 t.test('/v1/models, /health, /metrics, the preview and the page', async (t) => {
   const models = await client.models.list();
   t.same(models.data.map((m) => m.id), ['cxr-llava-v2.f32']);

@@ -5,14 +5,15 @@
  * `--shutdown-timeout` seconds to finish and are then aborted, exit 0.
  */
 import { Command } from 'commander';
-import type { Model } from '../runtime/model.js';
+import { DEFAULT_PARALLEL, type Model } from '../runtime/model.js';
 import { closeGracefully, createServer } from '../server/app.js';
 import { addChatterOptions, addModelOptions, intArg, numberArg, type ChatterFlags, type ModelFlags } from './options.js';
 
 export interface ServeFlags extends ModelFlags, ChatterFlags {
   host: string;
   port: number;
-  parallel: number;
+  /** Default: the model's `parallel` (loadModel's default, DEFAULT_PARALLEL). */
+  parallel?: number;
   maxQueue?: number;
   timeout: number;
   bodyLimit: number;
@@ -46,7 +47,7 @@ export function registerServe(program: Command, deps: ServeDeps): Command {
     .description('Serve the model over HTTP: an OpenAI-compatible API with images, and a web page for reading radiographs.')
     .option('--host <address>', 'address to listen on; anything but loopback needs --api-key', '127.0.0.1')
     .option('--port <n>', 'port to listen on (0: any free port)', intArg(0, 65535), 8080)
-    .option('--parallel <n>', 'requests the model works on at once', intArg(1, 256), 1)
+    .option('--parallel <n>', `requests the model works on at once, sharing each forward pass (default: the model's, ${DEFAULT_PARALLEL})`, intArg(1, 64))
     .option('--max-queue <n>', 'requests that may wait; past that the answer is 429 with Retry-After (default: 16 x --parallel)', intArg(0, 100000))
     .option('--timeout <s>', 'per-request deadline in seconds, waiting included', numberArg(0.05, 86400), 600)
     .option('--body-limit <MiB>', 'largest request body', intArg(1, 4096), 64)
@@ -77,8 +78,11 @@ export function registerServe(program: Command, deps: ServeDeps): Command {
     }
     if (apiKey !== undefined && apiKey.length < 8) cmd.error('error: --api-key must be at least 8 characters', { exitCode: 2, code: 'cxr.usage' });
     const model = await deps.openModel(flags);
+    // As many requests at once as the engine runs sequences together: more would
+    // only wait inside the engine, fewer would leave sequences idle.
+    const parallel = flags.parallel ?? model.info.runtime.parallel;
     const { app, context } = await createServer(model, {
-      parallel: flags.parallel,
+      parallel,
       ...(flags.maxQueue !== undefined ? { maxQueue: flags.maxQueue } : {}),
       timeoutMs: flags.timeout * 1000,
       bodyLimit: flags.bodyLimit * 1024 * 1024,
@@ -90,7 +94,7 @@ export function registerServe(program: Command, deps: ServeDeps): Command {
       version: deps.version,
     });
     const address = await app.listen({ host: flags.host, port: flags.port });
-    process.stderr.write(`cxr-llava serve: ${context.modelId} on ${address}/ (${flags.parallel} at once, up to ${context.options.maxQueue} waiting)\n`);
+    process.stderr.write(`cxr-llava serve: ${context.modelId} on ${address}/ (${parallel} at once, up to ${context.options.maxQueue} waiting)\n`);
 
     await new Promise<void>((resolve) => {
       const stop = (signal: string): void => {
