@@ -71,42 +71,8 @@ inline __m256i pack_i32_to_i8(__m256i a, __m256i b, __m256i c, __m256i d) {
 
 // --- float dots --------------------------------------------------------------
 
-void f32_vec_dot(int64_t n, float* s, const void* vx, const void* vy) {
-  const float* x = static_cast<const float*>(vx);
-  const float* y = static_cast<const float*>(vy);
-  __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-  int64_t i = 0;
-  for (; i + 32 <= n; i += 32) {
-    a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), a0);
-    a1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8), _mm256_loadu_ps(y + i + 8), a1);
-    a2 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 16), _mm256_loadu_ps(y + i + 16), a2);
-    a3 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 24), _mm256_loadu_ps(y + i + 24), a3);
-  }
-  for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), a0);
-  float sum = hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
-  for (; i < n; ++i) sum += x[i] * y[i];
-  *s = sum;
-}
-
 inline __m256 load_f16(const uint16_t* p) {
   return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-}
-
-void f16_vec_dot(int64_t n, float* s, const void* vx, const void* vy) {
-  const uint16_t* x = static_cast<const uint16_t*>(vx);
-  const float* y = static_cast<const float*>(vy);
-  __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-  int64_t i = 0;
-  for (; i + 32 <= n; i += 32) {
-    a0 = _mm256_fmadd_ps(load_f16(x + i), _mm256_loadu_ps(y + i), a0);
-    a1 = _mm256_fmadd_ps(load_f16(x + i + 8), _mm256_loadu_ps(y + i + 8), a1);
-    a2 = _mm256_fmadd_ps(load_f16(x + i + 16), _mm256_loadu_ps(y + i + 16), a2);
-    a3 = _mm256_fmadd_ps(load_f16(x + i + 24), _mm256_loadu_ps(y + i + 24), a3);
-  }
-  for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(load_f16(x + i), _mm256_loadu_ps(y + i), a0);
-  float sum = hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
-  for (; i < n; ++i) sum += half(x[i]) * y[i];
-  *s = sum;
 }
 
 // bf16 is the top half of an fp32: widen to 32 bits and shift into place.
@@ -115,20 +81,40 @@ inline __m256 load_bf16(const uint16_t* p) {
   return _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
 }
 
-void bf16_vec_dot(int64_t n, float* s, const void* vx, const void* vy) {
-  const uint16_t* x = static_cast<const uint16_t*>(vx);
+// How each float type widens to f32: eight elements at a time, and one.
+struct F32Elems {
+  using E = float;
+  static __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
+  static float load1(float v) { return v; }
+};
+struct F16Elems {
+  using E = uint16_t;
+  static __m256 load8(const uint16_t* p) { return load_f16(p); }
+  static float load1(uint16_t h) { return half(h); }
+};
+struct BF16Elems {
+  using E = uint16_t;
+  static __m256 load8(const uint16_t* p) { return load_bf16(p); }
+  static float load1(uint16_t h) { return bf16_to_fp32(h); }
+};
+
+// *s = Σ x[i]·y[i], x in T's element type: four FMA chains over 32 elements,
+// one over the next 8s, then the tail.
+template <typename T>
+void float_vec_dot(int64_t n, float* s, const void* vx, const void* vy) {
+  const typename T::E* x = static_cast<const typename T::E*>(vx);
   const float* y = static_cast<const float*>(vy);
   __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
   int64_t i = 0;
   for (; i + 32 <= n; i += 32) {
-    a0 = _mm256_fmadd_ps(load_bf16(x + i), _mm256_loadu_ps(y + i), a0);
-    a1 = _mm256_fmadd_ps(load_bf16(x + i + 8), _mm256_loadu_ps(y + i + 8), a1);
-    a2 = _mm256_fmadd_ps(load_bf16(x + i + 16), _mm256_loadu_ps(y + i + 16), a2);
-    a3 = _mm256_fmadd_ps(load_bf16(x + i + 24), _mm256_loadu_ps(y + i + 24), a3);
+    a0 = _mm256_fmadd_ps(T::load8(x + i), _mm256_loadu_ps(y + i), a0);
+    a1 = _mm256_fmadd_ps(T::load8(x + i + 8), _mm256_loadu_ps(y + i + 8), a1);
+    a2 = _mm256_fmadd_ps(T::load8(x + i + 16), _mm256_loadu_ps(y + i + 16), a2);
+    a3 = _mm256_fmadd_ps(T::load8(x + i + 24), _mm256_loadu_ps(y + i + 24), a3);
   }
-  for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(load_bf16(x + i), _mm256_loadu_ps(y + i), a0);
+  for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(T::load8(x + i), _mm256_loadu_ps(y + i), a0);
   float sum = hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
-  for (; i < n; ++i) sum += bf16_to_fp32(x[i]) * y[i];
+  for (; i < n; ++i) sum += T::load1(x[i]) * y[i];
   *s = sum;
 }
 
@@ -395,9 +381,9 @@ namespace detail {
 void install_avx2_types(CpuKernels& k) {
   static constexpr TypeKernelSet kSets[] = {
       // type, to_float, from_float, vec_dot (nullptr: keep the reference's)
-      {DType::F32, nullptr, nullptr, f32_vec_dot},
-      {DType::F16, f16_to_float, f16_from_float, f16_vec_dot},
-      {DType::BF16, bf16_to_float, nullptr, bf16_vec_dot},
+      {DType::F32, nullptr, nullptr, float_vec_dot<F32Elems>},
+      {DType::F16, f16_to_float, f16_from_float, float_vec_dot<F16Elems>},
+      {DType::BF16, bf16_to_float, nullptr, float_vec_dot<BF16Elems>},
       {DType::Q4_0, nullptr, nullptr, q4_0_vec_dot},
       {DType::Q8_0, nullptr, q8_0_from_float, q8_0_vec_dot},
       {DType::Q4_K, nullptr, nullptr, q4_K_vec_dot},
