@@ -43,7 +43,7 @@ MatmulChoice matmul_choice(const CpuFeatures& f) {
 // The table for a CPU with features f, with the blocked matmul from `mm`.
 CpuKernels build(const CpuFeatures& f, MatmulChoice mm) {
   CpuKernels k = scalar_table();
-#if defined(__x86_64__) || defined(_M_X64)
+#if defined(CXR_X86_KERNEL_SETS)
   if (f.avx2_level()) {
     k.level = "avx2";
     detail::install_avx2_types(k);

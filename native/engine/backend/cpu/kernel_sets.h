@@ -29,7 +29,10 @@ void install_scalar_kernels(CpuKernels& k);
 // kernels, or both.
 enum MatmulPart : unsigned { kPanels = 1, kDecode = 2, kAllMatmul = 3 };
 
-#if defined(__x86_64__) || defined(_M_X64)
+// The x86 sets need GCC or clang (target attributes, cpuid.h); elsewhere
+// the table keeps its scalar kernels.
+#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
+#define CXR_X86_KERNEL_SETS 1
 // x86/: AVX2 + FMA + F16C.
 void install_avx2_types(CpuKernels& k);       // quants_avx2.cpp: per-type slots
 void install_avx2_rows(CpuKernels& k);        // rows_avx2.cpp
