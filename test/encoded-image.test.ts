@@ -171,3 +171,21 @@ t.test('an image cannot be made by hand', async (t) => {
   // Not an EncodedImage, so it is taken as an image input and rejected as one.
   await t.rejects(m.report(fake as never, greedy), { code: /ERR_INVALID_ARG|ERR_IMAGE/ });
 });
+
+t.test("the server's image cache keeps the handle and lets go of the decoded pixels", async (t) => {
+  const { ImageCache } = await import('../lib/server/image-cache.js');
+  const m = await loadModel({ model: text, mmproj, threads: 1 });
+  t.teardown(() => m.close());
+  const cache = new ImageCache(m, 4);
+  const bytes = readFileSync(rgb);
+  const first = await cache.get(bytes, 'rgb.png');
+  t.equal(first.prepared.pixels.data.length, 70 * 110 * 3, 'decoded pixels until the encode');
+  const a = await first.encode();
+  t.equal(a.hit, false);
+  const again = await cache.get(bytes, 'rgb.png');
+  t.equal(again.prepared.pixels.data.length, 0, 'dropped once encoded');
+  const b = await again.encode();
+  t.equal(b.hit, true);
+  t.equal(b.image, a.image, 'the same EncodedImage');
+  t.same((await m.report(b.image, greedy)).tokens, (await m.report(rgb, greedy)).tokens, 'and it still reports like the file');
+});

@@ -1,9 +1,9 @@
 /**
  * Images keyed by the SHA-256 of their bytes (and the display window asked
- * for): each is decoded and preprocessed once and run through the vision tower
- * once. Reusing the same `EncodedImage` object is also what lets the engine
- * reuse the KV cache of a conversation's earlier turns, since it recognises the
- * image positions by the encoded image's identity.
+ * for): each is decoded once and run through the vision tower once (the
+ * engine keeps the embeddings; the entry holds their `EncodedImage` handle and
+ * drops the decoded pixels). The engine recognises a conversation's image
+ * positions in the KV cache by a hash of the preprocessed pixels.
  *
  * Least recently used entries are dropped past `capacity`; failures are not
  * kept, so a retry decodes again.
@@ -28,6 +28,9 @@ interface Entry {
   prepared: Promise<PreparedImage>;
   encoded?: Promise<EncodedImage>;
 }
+
+/** What an entry keeps of its pixels after encoding: nothing (an encode from it fails as invalid input). */
+const NO_PIXELS = Object.freeze({ data: new Uint8Array(0), width: 0, height: 0, channels: 1 as const });
 
 export class ImageCache {
   readonly #entries = new Map<string, Entry>();
@@ -74,7 +77,15 @@ export class ImageCache {
       hit,
       encode: async () => {
         const encodedHit = e.encoded !== undefined;
-        e.encoded ??= this.model.encodeImage(prepared.pixels, { name: prepared.source });
+        if (!e.encoded) {
+          e.encoded = this.model.encodeImage(prepared.pixels, { name: prepared.source });
+          // Once encoded, the decoded pixels (width x height x channels bytes,
+          // often more than the embeddings' handle) are not needed again.
+          void e.encoded.then(
+            () => (e.prepared = e.prepared.then((p) => ({ ...p, pixels: NO_PIXELS }))),
+            () => undefined,
+          );
+        }
         try {
           return { image: await e.encoded, hit: encodedHit };
         } catch (err) {
