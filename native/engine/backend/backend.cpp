@@ -7,7 +7,11 @@
 // two builds, so turning CUDA on only adds files to an existing build.
 #include "backend/backend.h"
 
+#include <vector>
+
+#include "format/gguf.h"
 #include "types/error.h"
+#include "types/quants.h"
 
 namespace cxr {
 
@@ -19,6 +23,58 @@ bool cuda_built();
 bool cuda_usable(int device, std::string* what);
 // The CUDA backend on `device`; throws EngineError(kBackend) saying why not.
 std::unique_ptr<Backend> make_cuda_backend(int device);
+
+TensorView tensor_view(const GgufTensor& t) {
+  TensorView v;
+  v.name = t.name;
+  v.type = t.type;
+  v.cols = t.ne[0];
+  v.rows = t.ne[1] * t.ne[2] * t.ne[3];
+  v.data = t.data;
+  v.file_mapped = true;
+  return v;
+}
+
+const char* op_name(Op op) {
+  switch (op) {
+    case Op::Matmul: return "matmul";
+    case Op::GetRows: return "get_rows";
+    case Op::StoreRows: return "store_rows";
+    case Op::Attention: return "attention";
+    case Op::KvCache: return "kv_cache";
+    case Op::Rmsnorm: return "rmsnorm";
+    case Op::Layernorm: return "layernorm";
+    case Op::Rope: return "rope";
+    case Op::SiluMul: return "silu_mul";
+    case Op::Gelu: return "gelu";
+    case Op::Add: return "add";
+    case Op::AddBroadcast: return "add_broadcast";
+    case Op::Im2col: return "im2col";
+    case Op::Argmax: return "argmax";
+    case Op::TopK: return "top_k";
+  }
+  return "?";
+}
+
+std::unique_ptr<Weight> Backend::upload(const TensorView& t, WeightUse use) {
+  if (use == WeightUse::Vector) {
+    // Converted here, once, with the reference converters: every backend gets
+    // the same F32 values (the models read them so before the seam owned them).
+    std::vector<float> f32(static_cast<size_t>(t.rows * t.cols));
+    type_traits_reference(t.type).to_float(t.data, f32.data(), t.rows * t.cols);
+    TensorView v = t;
+    v.type = DType::F32;
+    v.data = f32.data();
+    return make_weight(v, use);
+  }
+  const auto refuse = [&](Op op) {
+    throw EngineError(err::kModel, "tensor " + t.name + " has type " + dtype_name(t.type) + ", which the " + name() +
+                                       " backend cannot run " + op_name(op) + " on");
+  };
+  if (!supports(Op::Matmul, t.type)) refuse(Op::Matmul);
+  if (use == WeightUse::Rows && !supports(Op::GetRows, t.type)) refuse(Op::GetRows);
+  return make_weight(t, use);
+}
 
 std::vector<std::string> backend_names() {
   std::vector<std::string> names;

@@ -21,20 +21,61 @@ namespace cxr {
 
 struct GgufTensor;
 
-// How a weight's rows are laid out in memory.
-enum class WeightLayout : uint8_t {
-  Rows,    // row after row, as in the file
-  X8,      // Q4_0 or Q8_0 rows interleaved eight at a time (repack.h)
-};
-
-// A 2-D weight matrix [rows, cols] (ggml ne = {cols, rows}) as the backend sees it.
-struct Weight {
+// A tensor as the file holds it, seen as a [rows, cols] matrix (cols
+// contiguous; ggml ne = {cols, rows}): what a model hands the backend to make
+// a weight of. `data` is host memory: for matrices it must outlive the Weight
+// (the CPU wraps it, e.g. the file's mapping); vectors are copied at upload.
+struct TensorView {
+  std::string name;  // for errors
   DType type = DType::F32;
   int64_t rows = 0, cols = 0;
-  const void* data = nullptr;  // CPU: a view into the mmapped file, or a repacked copy (layout)
-  void* device = nullptr;      // device copy, for backends that need one
-  WeightLayout layout = WeightLayout::Rows;
+  const void* data = nullptr;
+  // data lies in a read-only file mapping: a backend that copies it may drop
+  // its pages from memory (the OS reads them back if they are touched again).
+  bool file_mapped = false;
 };
+
+// The view of a GGUF tensor (file_mapped): rows = ne[1] * ne[2] * ne[3], cols = ne[0].
+TensorView tensor_view(const GgufTensor& t);
+
+// What a weight is uploaded for; the backend picks the layout that use wants.
+enum class WeightUse : uint8_t {
+  Matmul,       // a matrix read only by matmul, for decoding steps and prompts: the
+                // backend may rearrange it (CPU: Q4_0 / Q8_0 into x8, repack.h)
+  MatmulBatch,  // a matrix read only by matmul, and only in whole batches (the vision
+                // tower): the CPU keeps the file's rows, as the repack's load time is
+                // repaid by decoding only
+  Rows,         // an embedding table: get_rows reads it, and matmul too (an output
+                // head tied to it); kept as rows
+  Vector,       // a small tensor read elementwise (norm weights, biases, position
+                // embeddings): converted to F32 and copied to backend memory once
+};
+
+// A weight in backend memory, made by Backend::upload. Its shape is public;
+// where its bytes live and how they are laid out is the business of the
+// backend that made it, and only that backend's ops may be given it. It must
+// not outlive that backend.
+class Weight {
+ public:
+  virtual ~Weight() = default;
+  Weight(const Weight&) = delete;
+  Weight& operator=(const Weight&) = delete;
+  const std::string name;
+  const DType type;  // the file's type; F32 for Vector weights, whatever the file held
+  const int64_t rows, cols;
+  const WeightUse use;
+
+ protected:
+  Weight(const TensorView& t, WeightUse u) : name(t.name), type(t.type), rows(t.rows), cols(t.cols), use(u) {}
+};
+
+// The ops of the seam, for Backend::supports.
+enum class Op : uint8_t {
+  Matmul, GetRows,                  // type: the weight's
+  StoreRows, Attention, KvCache,    // type: the stored keys and values' (F16 or F32)
+  Rmsnorm, Layernorm, Rope, SiluMul, Gelu, Add, AddBroadcast, Im2col, Argmax, TopK,  // type: F32
+};
+const char* op_name(Op op);
 
 // Attention over a KV cache. K and V for position p of layer l are rows of
 // [n_ctx, kv_dim] matrices in `kv_type` (F32 or F16), or, with `cells`, rows
@@ -51,7 +92,10 @@ struct AttentionArgs {
   int n_heads, n_kv_heads, head_dim;
   bool causal;
   float scale;        // usually 1/sqrt(head_dim)
-  const int32_t* cells = nullptr;  // host memory: the cache row of each key position (null: row = position)
+  // Host memory: the cache row of each key position (null: row = position).
+  // The table changes only when a sequence grows; a device backend copies the
+  // n_kv ints it needs with the launch (CUDA: one small async copy per step).
+  const int32_t* cells = nullptr;
   // One query row that is a decoding step; a single prompt row takes the prompt
   // route, so a row's result never depends on how a prompt was cut into chunks.
   bool decode = true;
@@ -76,7 +120,9 @@ class KvCache {
 
 // Rows of one sequence in a batched forward pass: rows row0 .. row0 + n of the
 // batch are its positions pos0 .. pos0 + n, which live in cache rows
-// cells[pos0 ..] (host memory, one entry per position of the sequence).
+// cells[pos0 ..] (host memory, one entry per position of the sequence: the
+// model's KvCells table, which a device backend copies per step as
+// AttentionArgs::cells says).
 struct SeqRows {
   int64_t row0 = 0, n = 0, pos0 = 0;
   const int32_t* cells = nullptr;
@@ -96,17 +142,19 @@ class Backend {
   virtual void free_bytes(void* p) = 0;
   virtual void to_host(float* dst, const float* src, size_t n) = 0;
   virtual void from_host(float* dst, const float* src, size_t n) = 0;
-  // Makes a tensor from the file usable as a weight (CPU: wraps the mapping).
-  virtual Weight weight(const GgufTensor& t) = 0;
-  // The same for a weight only ever used by matmul, which a backend may
-  // rearrange for its kernels (CPU: Q4_0 / Q8_0 into x8, repack.h); never given
-  // to get_rows.
-  virtual Weight matmul_weight(const GgufTensor& t) { return weight(t); }
+
+  // --- weights ----------------------------------------------------------------
+  // Whether this backend runs `op` on `type` (see Op for which type an op is
+  // asked about). upload() asks before it makes a matrix.
+  virtual bool supports(Op op, DType type) const = 0;
+  // A weight made from `t` for `use`. Throws EngineError(kModel) naming the
+  // tensor, its type and this backend when the backend does not run the ops
+  // that use needs (matmul; get_rows and matmul for Rows) on t's type.
+  std::unique_ptr<Weight> upload(const TensorView& t, WeightUse use);
 
   // --- ops (every pointer is backend memory unless said otherwise) -----------
-  // y[n, W.rows] = x[n, W.cols] · Wᵀ (+ bias[W.rows] if given, a host F32 vector)
-  virtual void matmul(const Weight& W, const float* x, int64_t n, float* y,
-                      const float* bias = nullptr) = 0;
+  // y[n, W.rows] = x[n, W.cols] · Wᵀ (+ bias[W.rows], a Vector weight, if given)
+  virtual void matmul(const Weight& W, const float* x, int64_t n, float* y, const Weight* bias = nullptr) = 0;
   // The same for a batch of several sequences: the first n_decode rows are
   // decoding steps, the other n_prompt rows prompt chunks. A row's result
   // depends only on the row and its kind, never on what else is in the batch,
@@ -127,15 +175,17 @@ class Backend {
   // The k largest values of each row, best first (ties: lower index first),
   // into vals[r * k ..] and ids[r * k ..] (backend memory).
   virtual void top_k(const float* x, int64_t n, int64_t width, int k, float* vals, int32_t* ids);
-  // out = x / sqrt(mean(x²) + eps) * w, row by row; w is a host F32 vector.
-  virtual void rmsnorm(const float* x, const float* w, int64_t n, int64_t dim, float eps, float* out) = 0;
-  // out = (x - mean) / sqrt(var + eps) * w + b, row by row; w, b host F32 vectors.
-  virtual void layernorm(const float* x, const float* w, const float* b, int64_t n, int64_t dim,
-                         float eps, float* out) = 0;
+  // out = x / sqrt(mean(x²) + eps) * w, row by row; w a Vector weight of dim values.
+  virtual void rmsnorm(const float* x, const Weight& w, int64_t n, int64_t dim, float eps, float* out) = 0;
+  // out = (x - mean) / sqrt(var + eps) * w + b, row by row; w, b Vector weights.
+  virtual void layernorm(const float* x, const Weight& w, const Weight& b, int64_t n, int64_t dim, float eps,
+                         float* out) = 0;
   // In place, adjacent pairs (x[2i], x[2i+1]) rotated by pos * theta^(-2i/head_dim),
   // for row r at position pos0 + r. x is [n, n_heads * head_dim].
   virtual void rope(float* x, int64_t n, int n_heads, int head_dim, int64_t pos0, float theta) = 0;
-  // The same with row r at position pos[r] (host memory).
+  // The same with row r at position pos[r]. pos is host memory: it changes
+  // every step, and a device backend copies these n ints with the launch
+  // (CUDA: one small async copy) rather than asking the model to.
   virtual void rope_rows(float* x, int64_t n, int n_heads, int head_dim, const int32_t* pos, float theta);
   // Copies n rows of width `width` from src into dst (of type `type`) starting at row `row0`.
   virtual void store_rows(void* dst, DType type, int64_t row0, const float* src, int64_t n,
@@ -161,17 +211,24 @@ class Backend {
   virtual void gelu(float* x, int64_t count) = 0;
   // x[i] += y[i]
   virtual void add(float* x, const float* y, int64_t count) = 0;
+  // out[r, :] = x[r, :] + w[r % w.rows, :] for n rows of w.cols values, w a
+  // Vector weight (class and position embeddings); without x, out[r, :] = w[r % w.rows, :].
+  virtual void add_broadcast(float* out, const float* x, const Weight& w, int64_t n) = 0;
+  // The patches of an image as rows: pixels [channels, size, size] ->
+  // out[(size / patch)², channels * patch * patch], patches in row-major order,
+  // each in (channel, y, x) order, so a conv with stride = kernel = patch is one matmul.
+  virtual void im2col(const float* pixels, int channels, int64_t size, int patch, float* out) = 0;
   // Fused residual step: x += y, then out = rmsnorm(x) as above (x keeps the sum).
   // out may be y (rows are summed before they are normalised). One pass over x
   // instead of two and one parallel step less; optional, the default runs add then rmsnorm.
-  virtual void add_rmsnorm(float* x, const float* y, const float* w, int64_t n, int64_t dim, float eps,
+  virtual void add_rmsnorm(float* x, const float* y, const Weight& w, int64_t n, int64_t dim, float eps,
                            float* out) {
     add(x, y, n * dim);
     rmsnorm(x, w, n, dim, eps, out);
   }
   // Fused residual step: x += y, then out = layernorm(x) as above (x keeps the sum).
   // out may be y. Optional, the default runs add then layernorm.
-  virtual void add_layernorm(float* x, const float* y, const float* w, const float* b, int64_t n, int64_t dim,
+  virtual void add_layernorm(float* x, const float* y, const Weight& w, const Weight& b, int64_t n, int64_t dim,
                              float eps, float* out) {
     add(x, y, n * dim);
     layernorm(x, w, b, n, dim, eps, out);
@@ -186,6 +243,12 @@ class Backend {
   virtual bool captures_decode() const { return false; }
   virtual void begin_capture() {}
   virtual void end_capture() {}
+
+ protected:
+  // upload()'s work once the type is known to be supported. For Vector uses t
+  // is already F32 (upload converts it with the types/ reference converters)
+  // and its data lives only for the call.
+  virtual std::unique_ptr<Weight> make_weight(const TensorView& t, WeightUse use) = 0;
 };
 
 // The backend called `name` ("cpu"; others where they were built in), with

@@ -22,20 +22,15 @@ constexpr int64_t kMaxBatch = 512;
 // wanted; the buffer would otherwise be the largest scratch (n_vocab floats a row).
 constexpr int64_t kLogitRows = 32;
 
-std::vector<float> read_vector(const GgufFile& f, const std::string& name, int64_t n) {
-  const GgufTensor& t = f.require_tensor(name, {n});
-  std::vector<float> out(n);
-  type_traits_reference(t.type).to_float(t.data, out.data(), n);
-  return out;
+// A norm vector, converted to F32 and uploaded once.
+WeightPtr read_vector(const GgufFile& f, Backend& be, const std::string& name, int64_t n) {
+  return be.upload(tensor_view(f.require_tensor(name, {n})), WeightUse::Vector);
 }
 
-Weight read_matrix(const GgufFile& f, Backend& be, const std::string& name, int64_t rows, int64_t cols) {
-  return be.weight(f.require_tensor(name, {cols, rows}));
-}
-
-// A matrix only matmul reads, which the backend may rearrange (matmul_weight).
-Weight read_matmul_weight(const GgufFile& f, Backend& be, const std::string& name, int64_t rows, int64_t cols) {
-  return be.matmul_weight(f.require_tensor(name, {cols, rows}));
+// A matrix only matmul reads, which the backend may rearrange (WeightUse::Matmul).
+WeightPtr read_matrix(const GgufFile& f, Backend& be, const std::string& name, int64_t rows, int64_t cols,
+                      WeightUse use = WeightUse::Matmul) {
+  return be.upload(tensor_view(f.require_tensor(name, {cols, rows})), use);
 }
 
 int32_t as_i32(const GgufFile& f, const char* key, uint64_t v, uint64_t max) {
@@ -85,25 +80,26 @@ TextModel::TextModel(const GgufFile& f, Backend& be, int64_t n_ctx, DType kv_typ
   const LlamaConfig& c = cfg_;
   const int64_t kv_dim = static_cast<int64_t>(c.n_kv_heads) * c.head_dim;
 
-  // Weights: views into the mapping, or the backend's rearranged copies of
-  // matmul-only ones (norm vectors are copied to F32: tiny).
-  w_.tok_embd = read_matrix(f, be, "token_embd.weight", c.n_vocab, c.dim);
+  // Weights: the backend's (views into the mapping, rearranged copies of
+  // matmul-only ones, F32 copies of the norm vectors: tiny).
+  w_.tok_embd = read_matrix(f, be, "token_embd.weight", c.n_vocab, c.dim, WeightUse::Rows);
   w_.layers.resize(c.n_layers);
   for (int l = 0; l < c.n_layers; ++l) {
     const std::string p = "blk." + std::to_string(l) + ".";
     LlamaLayer& L = w_.layers[l];
-    L.attn_norm = read_vector(f, p + "attn_norm.weight", c.dim);
-    L.wq = read_matmul_weight(f, be, p + "attn_q.weight", c.dim, c.dim);
-    L.wk = read_matmul_weight(f, be, p + "attn_k.weight", kv_dim, c.dim);
-    L.wv = read_matmul_weight(f, be, p + "attn_v.weight", kv_dim, c.dim);
-    L.wo = read_matmul_weight(f, be, p + "attn_output.weight", c.dim, c.dim);
-    L.ffn_norm = read_vector(f, p + "ffn_norm.weight", c.dim);
-    L.w_gate = read_matmul_weight(f, be, p + "ffn_gate.weight", c.ffn_dim, c.dim);
-    L.w_up = read_matmul_weight(f, be, p + "ffn_up.weight", c.ffn_dim, c.dim);
-    L.w_down = read_matmul_weight(f, be, p + "ffn_down.weight", c.dim, c.ffn_dim);
+    L.attn_norm = read_vector(f, be, p + "attn_norm.weight", c.dim);
+    L.wq = read_matrix(f, be, p + "attn_q.weight", c.dim, c.dim);
+    L.wk = read_matrix(f, be, p + "attn_k.weight", kv_dim, c.dim);
+    L.wv = read_matrix(f, be, p + "attn_v.weight", kv_dim, c.dim);
+    L.wo = read_matrix(f, be, p + "attn_output.weight", c.dim, c.dim);
+    L.ffn_norm = read_vector(f, be, p + "ffn_norm.weight", c.dim);
+    L.w_gate = read_matrix(f, be, p + "ffn_gate.weight", c.ffn_dim, c.dim);
+    L.w_up = read_matrix(f, be, p + "ffn_up.weight", c.ffn_dim, c.dim);
+    L.w_down = read_matrix(f, be, p + "ffn_down.weight", c.dim, c.ffn_dim);
   }
-  w_.out_norm = read_vector(f, "output_norm.weight", c.dim);
-  w_.output = f.tensor("output.weight") ? read_matmul_weight(f, be, "output.weight", c.n_vocab, c.dim) : w_.tok_embd;
+  w_.out_norm = read_vector(f, be, "output_norm.weight", c.dim);
+  if (f.tensor("output.weight")) w_.output_own = read_matrix(f, be, "output.weight", c.n_vocab, c.dim);
+  w_.output = w_.output_own ? w_.output_own.get() : w_.tok_embd.get();
 
   n_ctx_ = n_ctx > 0 ? n_ctx : std::min<int64_t>(c.ctx_train, 4096);
   if (n_ctx_ > limits::kMaxContext) throw EngineError(err::kArgument, "context size is too large");
@@ -184,14 +180,13 @@ void TextModel::forward(const int32_t* tokens, const float* embd, int64_t n, int
       continue;
     }
     // Every position's logits: the layers, then lm_head(norm(x)) a few rows at a time.
-    std::vector<SeqRows> rows;
     int64_t n_decode = 0;
-    load_rows({in}, &rows, &n_decode);
-    run_layers(rows, n_decode, m, stop);
-    be_.rmsnorm(x_, w_.out_norm.data(), m, c.dim, c.norm_eps, xb_);
+    load_rows({in}, &rows_, &n_decode);
+    run_layers(rows_, n_decode, m, stop);
+    be_.rmsnorm(x_, *w_.out_norm, m, c.dim, c.norm_eps, xb_);
     for (int64_t r = 0; r < m; r += kLogitRows) {
       const int64_t k = std::min(kLogitRows, m - r);
-      be_.matmul(w_.output, xb_ + r * c.dim, k, logits_);
+      be_.matmul(*w_.output, xb_ + r * c.dim, k, logits_);
       be_.sync();
       be_.to_host(logits + (done + r) * c.n_vocab, logits_, k * c.n_vocab);
     }
@@ -237,7 +232,7 @@ void TextModel::load_rows(const std::vector<SeqInput>& batch, std::vector<SeqRow
       be_.from_host(x_ + r.row0 * dim, in.embd, in.n * dim);
     } else {
       be_.ids_from_host(ids_ + r.row0, in.tokens, in.n);
-      be_.get_rows(w_.tok_embd, ids_ + r.row0, in.n, x_ + r.row0 * dim);
+      be_.get_rows(*w_.tok_embd, ids_ + r.row0, in.n, x_ + r.row0 * dim);
     }
   }
   *n_decode = dec;
@@ -246,11 +241,11 @@ void TextModel::load_rows(const std::vector<SeqInput>& batch, std::vector<SeqRow
 const float* TextModel::forward_batch(const std::vector<SeqInput>& batch, const std::function<bool()>& stop) {
   const LlamaConfig& c = cfg_;
   const int64_t dim = c.dim;
-  std::vector<SeqRows> rows;
   int64_t n_decode = 0;
   int64_t n = 0;
   for (const SeqInput& in : batch) n += in.n;
-  load_rows(batch, &rows, &n_decode);
+  load_rows(batch, &rows_, &n_decode);
+  const std::vector<SeqRows>& rows = rows_;
   // A step of decoding only repeats its shape token after token: a backend may
   // record it once and replay it (begin_capture / end_capture).
   struct Capture {
@@ -269,10 +264,10 @@ const float* TextModel::forward_batch(const std::vector<SeqInput>& batch, const 
   for (size_t i = 0; i < batch.size(); ++i) {
     if (!batch[i].logits) continue;
     const int64_t last = rows[i].row0 + rows[i].n - 1;
-    be_.rmsnorm(x_ + last * dim, w_.out_norm.data(), 1, dim, c.norm_eps, xb_ + k * dim);
+    be_.rmsnorm(x_ + last * dim, *w_.out_norm, 1, dim, c.norm_eps, xb_ + k * dim);
     ++k;
   }
-  if (k > 0) be_.matmul_batch(w_.output, xb_, k, 0, logits_);
+  if (k > 0) be_.matmul_batch(*w_.output, xb_, k, 0, logits_);
   return logits_;
 }
 
@@ -288,11 +283,11 @@ void TextModel::run_layers(const std::vector<SeqRows>& rows, int64_t n_decode, i
     if (stop && stop()) throw EngineError(err::kAborted, "generation aborted");
     const LlamaLayer& L = w_.layers[l];
     // xb = input_layernorm(x) (from layer 1 on, the previous layer's fused residual step did it)
-    if (l == 0) be.rmsnorm(x_, L.attn_norm.data(), n, dim, c.norm_eps, xb_);
+    if (l == 0) be.rmsnorm(x_, *L.attn_norm, n, dim, c.norm_eps, xb_);
     // q, k, v = q_proj(xb), k_proj(xb), v_proj(xb)
-    be.matmul_batch(L.wq, xb_, n_decode, n_prompt, q_);
-    be.matmul_batch(L.wk, xb_, n_decode, n_prompt, k_);
-    be.matmul_batch(L.wv, xb_, n_decode, n_prompt, v_);
+    be.matmul_batch(*L.wq, xb_, n_decode, n_prompt, q_);
+    be.matmul_batch(*L.wk, xb_, n_decode, n_prompt, k_);
+    be.matmul_batch(*L.wv, xb_, n_decode, n_prompt, v_);
     // apply_rotary_pos_emb (adjacent-pair form; the converter permuted Q/K rows to match)
     be.rope_rows(q_, n, c.n_heads, c.head_dim, pos_.data(), c.rope_base);
     be.rope_rows(k_, n, c.n_kv_heads, c.head_dim, pos_.data(), c.rope_base);
@@ -303,16 +298,16 @@ void TextModel::run_layers(const std::vector<SeqRows>& rows, int64_t n_decode, i
     be.kv_attention(*kv_, l, q_, att_, rows.data(), static_cast<int>(rows.size()), c.n_heads, c.n_kv_heads,
                     c.head_dim, scale);
     // x = x + o_proj(att); xb = post_attention_layernorm(x)
-    be.matmul_batch(L.wo, att_, n_decode, n_prompt, xb_);
-    be.add_rmsnorm(x_, xb_, L.ffn_norm.data(), n, dim, c.norm_eps, xb_);
+    be.matmul_batch(*L.wo, att_, n_decode, n_prompt, xb_);
+    be.add_rmsnorm(x_, xb_, *L.ffn_norm, n, dim, c.norm_eps, xb_);
     // x = x + down_proj(silu(gate_proj(xb)) * up_proj(xb))
-    be.matmul_batch(L.w_gate, xb_, n_decode, n_prompt, hb_);
-    be.matmul_batch(L.w_up, xb_, n_decode, n_prompt, hb2_);
+    be.matmul_batch(*L.w_gate, xb_, n_decode, n_prompt, hb_);
+    be.matmul_batch(*L.w_up, xb_, n_decode, n_prompt, hb2_);
     be.silu_mul(hb_, hb2_, n * c.ffn_dim);
-    be.matmul_batch(L.w_down, hb_, n_decode, n_prompt, xb_);
+    be.matmul_batch(*L.w_down, hb_, n_decode, n_prompt, xb_);
     if (l + 1 < c.n_layers) {
       // ...and xb = the next layer's input_layernorm(x), in the same pass
-      be.add_rmsnorm(x_, xb_, w_.layers[l + 1].attn_norm.data(), n, dim, c.norm_eps, xb_);
+      be.add_rmsnorm(x_, xb_, *w_.layers[l + 1].attn_norm, n, dim, c.norm_eps, xb_);
     } else {
       be.add(x_, xb_, n * dim);
     }

@@ -26,23 +26,27 @@ struct LlamaConfig {
   float norm_eps = 1e-5f;
 };
 
+// Handles to the backend's copies (backend.h): the model holds no weight bytes.
+using WeightPtr = std::unique_ptr<Weight>;
+
 struct LlamaLayer {
-  std::vector<float> attn_norm;  // (dim)
-  Weight wq;                     // (n_heads * head_dim, dim)
-  Weight wk;                     // (n_kv_heads * head_dim, dim)
-  Weight wv;                     // (n_kv_heads * head_dim, dim)
-  Weight wo;                     // (dim, n_heads * head_dim)
-  std::vector<float> ffn_norm;   // (dim)
-  Weight w_gate;                 // (ffn_dim, dim)
-  Weight w_up;                   // (ffn_dim, dim)
-  Weight w_down;                 // (dim, ffn_dim)
+  WeightPtr attn_norm;           // (dim) vector
+  WeightPtr wq;                  // (n_heads * head_dim, dim)
+  WeightPtr wk;                  // (n_kv_heads * head_dim, dim)
+  WeightPtr wv;                  // (n_kv_heads * head_dim, dim)
+  WeightPtr wo;                  // (dim, n_heads * head_dim)
+  WeightPtr ffn_norm;            // (dim) vector
+  WeightPtr w_gate;              // (ffn_dim, dim)
+  WeightPtr w_up;                // (ffn_dim, dim)
+  WeightPtr w_down;              // (dim, ffn_dim)
 };
 
 struct LlamaWeights {
-  Weight tok_embd;               // (n_vocab, dim)
+  WeightPtr tok_embd;            // (n_vocab, dim), rows for get_rows
   std::vector<LlamaLayer> layers;
-  std::vector<float> out_norm;   // (dim)
-  Weight output;                 // (n_vocab, dim); token_embd when the file ties them
+  WeightPtr out_norm;            // (dim) vector
+  WeightPtr output_own;          // (n_vocab, dim) output.weight, when the file has one
+  const Weight* output = nullptr;  // output_own, or tok_embd when the file ties them
 };
 
 // Reads hyperparameters from llama.* keys, with the model's own file named in errors.
@@ -120,7 +124,10 @@ class TextModel {
         *hb_ = nullptr, *hb2_ = nullptr, *logits_ = nullptr;
   int32_t* ids_ = nullptr;        // token ids of the rows, backend memory
   int64_t logit_rows_ = 0;
-  std::vector<int32_t> pos_;      // position of each row, host
+  // Host memory on purpose (backend.h: rope_rows, SeqRows): the position of
+  // each row and the rows' description, rebuilt each step in place.
+  std::vector<int32_t> pos_;
+  std::vector<SeqRows> rows_;
 };
 
 }  // namespace cxr

@@ -17,6 +17,8 @@
 #include "types/quants.h"
 #include "support/data.h"
 #include "support/test.h"
+#include "support/weights.h"
+#include "backend/cpu/cpu_weight.h"
 
 #if !defined(_WIN32)
 #include <sys/mman.h>
@@ -27,7 +29,9 @@ using namespace cxr;
 
 namespace {
 
+using cxrtest::matrix_weight;
 using cxrtest::randn;
+using cxrtest::vector_weight;
 
 // Runs `body` once on the fastest kernels and once on the scalar ones.
 template <typename F>
@@ -53,7 +57,7 @@ TEST(rmsnorm_matches_double_reference) {
     const auto x = randn(n * dim, 1, 2.0f), w = randn(dim, 2);
     both_paths([&](Backend& be, bool) {
       std::vector<float> out(n * dim);
-      be.rmsnorm(x.data(), w.data(), n, dim, 1e-5f, out.data());
+      be.rmsnorm(x.data(), *vector_weight(be, w), n, dim, 1e-5f, out.data());
       for (int64_t t = 0; t < n; ++t) {
         double ss = 0;
         for (int64_t i = 0; i < dim; ++i) ss += static_cast<double>(x[t * dim + i]) * x[t * dim + i];
@@ -72,7 +76,7 @@ TEST(add_rmsnorm_updates_the_residual_and_normalises_it) {
   const auto x0 = randn(n * dim, 3), y = randn(n * dim, 4), w = randn(dim, 5);
   both_paths([&](Backend& be, bool) {
     std::vector<float> x = x0, out(n * dim);
-    be.add_rmsnorm(x.data(), y.data(), w.data(), n, dim, 1e-6f, out.data());
+    be.add_rmsnorm(x.data(), y.data(), *vector_weight(be, w), n, dim, 1e-6f, out.data());
     for (int64_t t = 0; t < n; ++t) {
       double ss = 0;
       for (int64_t i = 0; i < dim; ++i) {
@@ -95,16 +99,16 @@ TEST(fused_residual_ops_may_write_over_their_addend) {
   const auto x0 = randn(n * dim, 20), y0 = randn(n * dim, 21), w = randn(dim, 22), b = randn(dim, 23);
   both_paths([&](Backend& be, bool) {
     std::vector<float> x1 = x0, y1 = y0, x2 = x0, sep(n * dim);
-    be.add_rmsnorm(x1.data(), y1.data(), w.data(), n, dim, 1e-5f, y1.data());
+    be.add_rmsnorm(x1.data(), y1.data(), *vector_weight(be, w), n, dim, 1e-5f, y1.data());
     be.add(x2.data(), y0.data(), n * dim);
-    be.rmsnorm(x2.data(), w.data(), n, dim, 1e-5f, sep.data());
+    be.rmsnorm(x2.data(), *vector_weight(be, w), n, dim, 1e-5f, sep.data());
     bool same = x1 == x2;
     for (int64_t i = 0; i < n * dim; ++i) same = same && std::fabs(y1[i] - sep[i]) <= 1e-6f * (1 + std::fabs(sep[i]));
     CHECK(same);
     std::vector<float> x3 = x0, y3 = y0, x4 = x0, sep2(n * dim);
-    be.add_layernorm(x3.data(), y3.data(), w.data(), b.data(), n, dim, 1e-5f, y3.data());
+    be.add_layernorm(x3.data(), y3.data(), *vector_weight(be, w), *vector_weight(be, b), n, dim, 1e-5f, y3.data());
     be.add(x4.data(), y0.data(), n * dim);
-    be.layernorm(x4.data(), w.data(), b.data(), n, dim, 1e-5f, sep2.data());
+    be.layernorm(x4.data(), *vector_weight(be, w), *vector_weight(be, b), n, dim, 1e-5f, sep2.data());
     same = x3 == x4;
     for (int64_t i = 0; i < n * dim; ++i) same = same && std::fabs(y3[i] - sep2[i]) <= 1e-6f * (1 + std::fabs(sep2[i]));
     CHECK(same);
@@ -118,8 +122,8 @@ TEST(layernorm_matches_double_reference_with_a_large_mean) {
     const auto x = randn(n * dim, 6, 0.5f, 300.0f), w = randn(dim, 7), b = randn(dim, 8);
     both_paths([&](Backend& be, bool fused) {
       std::vector<float> out(n * dim), xs = x, zeros(n * dim, 0.0f);
-      if (fused) be.add_layernorm(xs.data(), zeros.data(), w.data(), b.data(), n, dim, 1e-5f, out.data());
-      else be.layernorm(x.data(), w.data(), b.data(), n, dim, 1e-5f, out.data());
+      if (fused) be.add_layernorm(xs.data(), zeros.data(), *vector_weight(be, w), *vector_weight(be, b), n, dim, 1e-5f, out.data());
+      else be.layernorm(x.data(), *vector_weight(be, w), *vector_weight(be, b), n, dim, 1e-5f, out.data());
       for (int64_t t = 0; t < n; ++t) {
         double mean = 0, var = 0;
         for (int64_t i = 0; i < dim; ++i) mean += x[t * dim + i];
@@ -141,7 +145,7 @@ TEST(add_layernorm_adds_then_normalises) {
   const auto x0 = randn(n * dim, 9), y = randn(n * dim, 10), w = randn(dim, 11), b = randn(dim, 12);
   both_paths([&](Backend& be, bool) {
     std::vector<float> x = x0, out(n * dim);
-    be.add_layernorm(x.data(), y.data(), w.data(), b.data(), n, dim, 1e-5f, out.data());
+    be.add_layernorm(x.data(), y.data(), *vector_weight(be, w), *vector_weight(be, b), n, dim, 1e-5f, out.data());
     for (int64_t t = 0; t < n; ++t) {
       double mean = 0, var = 0;
       for (int64_t i = 0; i < dim; ++i) mean += static_cast<double>(x0[t * dim + i]) + y[t * dim + i];
@@ -262,12 +266,9 @@ TEST(get_rows_dequantizes_and_rejects_bad_ids) {
   const auto e = randn(rows * cols, 19);
   std::vector<uint8_t> q8(dtype_row_bytes(DType::Q8_0, cols) * rows);
   quantize_weights(DType::Q8_0, e.data(), q8.data(), rows, cols);
-  Weight w;
-  w.type = DType::Q8_0;
-  w.rows = rows;
-  w.cols = cols;
-  w.data = q8.data();
   both_paths([&](Backend& be, bool) {
+    const auto wp = matrix_weight(be, DType::Q8_0, rows, cols, q8.data(), WeightUse::Rows);
+    const Weight& w = *wp;
     const int32_t ids[3] = {7, 0, 7};
     std::vector<float> out(3 * cols);
     be.get_rows(w, ids, 3, out.data());
@@ -279,7 +280,7 @@ TEST(get_rows_dequantizes_and_rejects_bad_ids) {
 }
 
 #if !defined(_WIN32)
-// matmul_weight: Q4_0 / Q8_0 matrices of whole row groups come back repacked
+// upload for Matmul: Q4_0 / Q8_0 matrices of whole row groups come back repacked
 // (repack.h) when the SIMD kernels are there, others and CXR_REPACK=0 as the
 // mapped rows; either way the matmul gives the rows' results, and the mapped
 // bytes read back as the file's after their pages were released.
@@ -315,8 +316,9 @@ TEST(cpu_backend_matmul_weight_repacks_only_what_it_can) {
       const bool want = kernels && t != DType::F16 && rows % 8 == 0;
       for (bool env_off : {false, true}) {
         if (env_off) setenv("CXR_REPACK", "0", 1);
-        const Weight w = be->matmul_weight(tensor);
+        const auto wp = be->upload(tensor_view(tensor), WeightUse::Matmul);
         if (env_off) unsetenv("CXR_REPACK");
+        const CpuWeight& w = cpu_weight(*wp);
         CHECK((w.layout == WeightLayout::X8) == (want && !env_off));
         CHECK((w.data == map) == (w.layout == WeightLayout::Rows));
         // Results equal the plain rows' on the same activations (3 tokens: decode route; 9: panels).
@@ -324,7 +326,7 @@ TEST(cpu_backend_matmul_weight_repacks_only_what_it_can) {
           const std::vector<float> x = randn(static_cast<size_t>(n * cols), 7);
           std::vector<float> y(static_cast<size_t>(n * rows)), yref(y.size());
           be->matmul(w, x.data(), n, y.data(), nullptr);
-          be->matmul(be->weight(tensor), x.data(), n, yref.data(), nullptr);
+          be->matmul(*be->upload(tensor_view(tensor), WeightUse::Rows), x.data(), n, yref.data(), nullptr);
           double worst = 0;
           for (size_t i = 0; i < y.size(); ++i) worst = std::max(worst, std::fabs(static_cast<double>(y[i]) - yref[i]));
           CHECK(worst <= 1e-4);

@@ -59,7 +59,8 @@ TEST(matmul_batch_rows_do_not_depend_on_their_company) {
     MappedWeight mw(t, kRows, kCols, 17 + static_cast<uint32_t>(t));
     CHECK(mw.map != MAP_FAILED);
     if (mw.map == MAP_FAILED) continue;
-    const cxr::Weight w = be->matmul_weight(mw.tensor);
+    const auto wp = be->upload(cxr::tensor_view(mw.tensor), cxr::WeightUse::Matmul);
+    const cxr::Weight& w = *wp;
     const std::vector<float> x = cxrtest::randn(static_cast<size_t>(kN * kCols), 3);
     // Each row alone, as a decoding step and as a prompt row.
     std::vector<float> alone_dec(kN * kRows), alone_prompt(kN * kRows);

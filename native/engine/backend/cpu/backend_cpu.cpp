@@ -46,43 +46,29 @@ class CpuBackend final : public Backend {
   void to_host(float* dst, const float* src, size_t n) override { std::memcpy(dst, src, n * sizeof(float)); }
   void from_host(float* dst, const float* src, size_t n) override { std::memcpy(dst, src, n * sizeof(float)); }
 
-  Weight weight(const GgufTensor& t) override {
-    Weight w;
-    w.type = t.type;
-    w.cols = t.ne[0];
-    w.rows = t.ne[1] * t.ne[2] * t.ne[3];
-    w.data = t.data;
-    return w;
+  bool supports(Op op, DType type) const override {
+    switch (op) {
+      case Op::Matmul:
+      case Op::GetRows:
+        return type == DType::F32 || type == DType::F16 || type == DType::BF16 || type == DType::Q8_0 ||
+               type == DType::Q4_0 || type == DType::Q4_K || type == DType::Q6_K;
+      case Op::StoreRows:
+      case Op::Attention:
+      case Op::KvCache:
+        return type == DType::F32 || type == DType::F16;
+      default:
+        return type == DType::F32;
+    }
   }
 
-  // Q4_0 and Q8_0 matrices are repacked into the x8 layout (repack.h) when
-  // the SIMD kernels that read it are present. On the 7B model, in
-  // alternating runs, Q4_0 decoding went from 8.8 to 10.1 and from 7.7 to 8.6
-  // tokens/s, Q8_0 from 4.6 to 7.1 and from 5.3 to 6.8. The copy replaces the
-  // file's pages in memory rather than adding to them: each tensor's pages are
-  // released once it is copied, so the resident set stays about the file's
-  // size. It costs load time: ~0.6 s for the 7B Q4_0 on 2 cores when the
-  // memory is at hand, 1.5-6 s (Q8_0: 5-10 s) in a VM whose host must first
-  // back the fresh pages. CXR_REPACK=0 keeps the rows as mapped.
-  Weight matmul_weight(const GgufTensor& t) override {
-    Weight w = weight(t);
-    if (!repack_wanted(w)) return w;
-    const size_t bytes = dtype_row_bytes(w.type, w.cols) * static_cast<size_t>(w.rows);
-    uint8_t* dst = weight_space(bytes);
-    repack_x8(pool_, w.type, static_cast<const uint8_t*>(t.data), w.rows, w.cols, dst);
-    release_mapped(t.data, bytes);
-    w.data = dst;
-    w.layout = WeightLayout::X8;
-    return w;
-  }
-
-  void matmul(const Weight& W, const float* x, int64_t n, float* y, const float* bias) override {
-    cpu_matmul(pool_, W, x, n, y, bias, scratch_);
+  void matmul(const Weight& W, const float* x, int64_t n, float* y, const Weight* bias) override {
+    cpu_matmul(pool_, matrix(W), x, n, y, cpu_vector(bias), scratch_);
   }
 
   // Two passes over the weights when both kinds are present: the decode rows
   // stream them (memory-bound), the prompt rows go through panels (compute-bound).
-  void matmul_batch(const Weight& W, const float* x, int64_t n_decode, int64_t n_prompt, float* y) override {
+  void matmul_batch(const Weight& Wt, const float* x, int64_t n_decode, int64_t n_prompt, float* y) override {
+    const CpuWeight& W = matrix(Wt);
     if (n_decode > 0) cpu_matmul(pool_, W, x, n_decode, y, nullptr, scratch_, MatmulRoute::Decode);
     if (n_prompt > 0)
       cpu_matmul(pool_, W, x + n_decode * W.cols, n_prompt, y + n_decode * W.rows, nullptr, scratch_,
@@ -128,7 +114,10 @@ class CpuBackend final : public Backend {
     }
   }
 
-  void get_rows(const Weight& E, const int32_t* ids, int64_t n, float* out) override {
+  void get_rows(const Weight& Et, const int32_t* ids, int64_t n, float* out) override {
+    const CpuWeight& E = matrix(Et);
+    if (E.layout != WeightLayout::Rows)
+      throw EngineError(err::kArgument, "get_rows: weight " + E.name + " was uploaded for matmul only");
     const TypeTraits& et = cpu_kernels().type(E.type);
     const size_t erow = dtype_row_bytes(E.type, E.cols);
     for (int64_t i = 0; i < n; ++i) {
@@ -138,31 +127,35 @@ class CpuBackend final : public Backend {
     }
   }
 
-  void rmsnorm(const float* x, const float* w, int64_t n, int64_t dim, float eps, float* out) override {
+  void rmsnorm(const float* x, const Weight& wt, int64_t n, int64_t dim, float eps, float* out) override {
+    const float* w = vector(wt, dim);
     const CpuKernels& k = cpu_kernels();
     pool_.parallel_for(n, 4, [&](int64_t b, int64_t e, int) {
       for (int64_t t = b; t < e; ++t) k.rmsnorm(x + t * dim, w, dim, eps, out + t * dim);
     });
   }
 
-  void add_rmsnorm(float* x, const float* y, const float* w, int64_t n, int64_t dim, float eps,
+  void add_rmsnorm(float* x, const float* y, const Weight& wt, int64_t n, int64_t dim, float eps,
                    float* out) override {
+    const float* w = vector(wt, dim);
     const CpuKernels& k = cpu_kernels();
     pool_.parallel_for(n, 4, [&](int64_t b, int64_t e, int) {
       for (int64_t t = b; t < e; ++t) k.add_rmsnorm(x + t * dim, y + t * dim, w, dim, eps, out + t * dim);
     });
   }
 
-  void layernorm(const float* x, const float* w, const float* b, int64_t n, int64_t dim, float eps,
+  void layernorm(const float* x, const Weight& wt, const Weight& bt, int64_t n, int64_t dim, float eps,
                  float* out) override {
+    const float *w = vector(wt, dim), *b = vector(bt, dim);
     const CpuKernels& k = cpu_kernels();
     pool_.parallel_for(n, 4, [&](int64_t lo, int64_t hi, int) {
       for (int64_t t = lo; t < hi; ++t) k.layernorm(x + t * dim, w, b, dim, eps, out + t * dim);
     });
   }
 
-  void add_layernorm(float* x, const float* y, const float* w, const float* b, int64_t n, int64_t dim, float eps,
+  void add_layernorm(float* x, const float* y, const Weight& wt, const Weight& bt, int64_t n, int64_t dim, float eps,
                      float* out) override {
+    const float *w = vector(wt, dim), *b = vector(bt, dim);
     const CpuKernels& k = cpu_kernels();
     pool_.parallel_for(n, 4, [&](int64_t lo, int64_t hi, int) {
       for (int64_t t = lo; t < hi; ++t) k.add_layernorm(x + t * dim, y + t * dim, w, b, dim, eps, out + t * dim);
@@ -227,9 +220,82 @@ class CpuBackend final : public Backend {
     pool_.parallel_for(count, kElementGrain, [&](int64_t b, int64_t e, int) { k.add(x + b, y + b, e - b); });
   }
 
+  void add_broadcast(float* out, const float* x, const Weight& wt, int64_t n) override {
+    const CpuWeight& w = cpu_weight(wt);
+    if (w.use != WeightUse::Vector) throw EngineError(err::kArgument, "add_broadcast: " + w.name + " is not a vector");
+    const int64_t width = w.cols;
+    const CpuKernels& k = cpu_kernels();
+    pool_.parallel_for(n, 4, [&](int64_t b, int64_t e, int) {
+      for (int64_t r = b; r < e; ++r) {
+        float* o = out + r * width;
+        const float* src = w.f32() + (r % w.rows) * width;
+        if (!x) {
+          std::memcpy(o, src, width * sizeof(float));
+          continue;
+        }
+        if (o != x + r * width) std::memcpy(o, x + r * width, width * sizeof(float));
+        k.add(o, src, width);
+      }
+    });
+  }
+
+  void im2col(const float* pixels, int channels, int64_t size, int patch, float* out) override {
+    const int64_t g = size / patch, row = static_cast<int64_t>(channels) * patch * patch;
+    pool_.parallel_for(g * g, 16, [&](int64_t b, int64_t e, int) {
+      for (int64_t p = b; p < e; ++p) {
+        const int64_t gy = p / g, gx = p % g;
+        float* dst = out + p * row;
+        for (int64_t ch = 0; ch < channels; ++ch)
+          for (int64_t ky = 0; ky < patch; ++ky)
+            std::memcpy(dst + (ch * patch + ky) * patch, pixels + (ch * size + gy * patch + ky) * size + gx * patch,
+                        patch * sizeof(float));
+      }
+    });
+  }
+
   void sync() override {}
 
+ protected:
+  // Q4_0 and Q8_0 matrices for matmul are repacked into the x8 layout
+  // (repack.h) when the SIMD kernels that read it are present. On the 7B
+  // model, in alternating runs, Q4_0 decoding went from 8.8 to 10.1 and from
+  // 7.7 to 8.6 tokens/s, Q8_0 from 4.6 to 7.1 and from 5.3 to 6.8. The copy
+  // replaces the file's pages in memory rather than adding to them: each
+  // tensor's pages are released once it is copied, so the resident set stays
+  // about the file's size. It costs load time: ~0.6 s for the 7B Q4_0 on 2
+  // cores when the memory is at hand, 1.5-6 s (Q8_0: 5-10 s) in a VM whose
+  // host must first back the fresh pages. CXR_REPACK=0 keeps the rows as
+  // mapped. Other matrices stay views into the mapping; vectors are copied.
+  std::unique_ptr<Weight> make_weight(const TensorView& t, WeightUse use) override {
+    auto w = std::make_unique<CpuWeight>(t, use);
+    if (use == WeightUse::Vector) {
+      w->values.assign(static_cast<const float*>(t.data), static_cast<const float*>(t.data) + t.rows * t.cols);
+      w->data = w->values.data();
+      return w;
+    }
+    if (use != WeightUse::Matmul || !repack_wanted(*w)) return w;
+    const size_t bytes = dtype_row_bytes(w->type, w->cols) * static_cast<size_t>(w->rows);
+    uint8_t* dst = weight_space(bytes);
+    repack_x8(pool_, w->type, static_cast<const uint8_t*>(t.data), w->rows, w->cols, dst);
+    if (t.file_mapped) release_mapped(t.data, bytes);
+    w->data = dst;
+    w->layout = WeightLayout::X8;
+    return w;
+  }
+
  private:
+  // A matrix this backend made (not a vector).
+  static const CpuWeight& matrix(const Weight& w) {
+    if (w.use == WeightUse::Vector) throw EngineError(err::kArgument, "weight " + w.name + " is a vector, not a matrix");
+    return cpu_weight(w);
+  }
+  // The F32 values of a Vector weight of at least n values.
+  static const float* vector(const Weight& w, int64_t n) {
+    if (w.use != WeightUse::Vector || w.rows * w.cols < n)
+      throw EngineError(err::kArgument, "weight " + w.name + " is not a vector of " + std::to_string(n) + " values");
+    return cpu_weight(w).f32();
+  }
+
   // cos and sin of every rotary pair for positions pos0 .. pos0 + n, each
   // duplicated for both members of the pair: [n, cos[head_dim], sin[head_dim]].
   // Every layer, and q and k, share one table per forward chunk.
@@ -285,7 +351,7 @@ class CpuBackend final : public Backend {
     return rope_rows_.table;
   }
 
-  static bool repack_wanted(const Weight& w) {
+  static bool repack_wanted(const CpuWeight& w) {
     if (!x8_type(w.type) || w.rows % kX8Rows != 0 || w.cols % 32 != 0) return false;
     const char* env = std::getenv("CXR_REPACK");
     if (env && !std::strcmp(env, "0")) return false;
@@ -310,7 +376,7 @@ class CpuBackend final : public Backend {
 
   ThreadPool pool_;
   std::vector<uint8_t> scratch_;       // quantized activations, reused across matmuls
-  std::vector<void*> weight_chunks_;   // repacked weights (matmul_weight)
+  std::vector<void*> weight_chunks_;   // repacked weights (make_weight)
   size_t chunk_size_ = 0, chunk_used_ = 0;
   struct {
     int64_t n = -1, pos0 = -1;

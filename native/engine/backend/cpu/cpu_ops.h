@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "backend/cpu/cpu_weight.h"
 #include "backend/cpu/threadpool.h"
 
 namespace cxr {
@@ -17,7 +18,7 @@ enum class MatmulRoute { Auto, Decode, Prompt };
 
 // y[n, W.rows] = x[n, W.cols] · Wᵀ (+ bias). `scratch` holds the converted
 // activations and is reused across calls.
-void cpu_matmul(ThreadPool& pool, const Weight& W, const float* x, int64_t n, float* y, const float* bias,
+void cpu_matmul(ThreadPool& pool, const CpuWeight& W, const float* x, int64_t n, float* y, const float* bias,
                 std::vector<uint8_t>& scratch, MatmulRoute route = MatmulRoute::Auto);
 
 // Multi-head attention as described by AttentionArgs (backend.h).

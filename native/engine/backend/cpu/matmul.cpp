@@ -76,7 +76,7 @@ uint8_t* thread_buffer(size_t bytes) {
 
 size_t align64(size_t n) { return (n + 63) / 64 * 64; }
 
-void vec_dot_matmul(ThreadPool& pool, const CpuKernels& k, const Weight& W, const float* x, int64_t n, float* y,
+void vec_dot_matmul(ThreadPool& pool, const CpuKernels& k, const CpuWeight& W, const float* x, int64_t n, float* y,
                     const float* bias, std::vector<uint8_t>& scratch) {
   const TypeTraits& wt = k.type(W.type);
   const int64_t rows = W.rows, cols = W.cols;
@@ -131,7 +131,7 @@ void vec_dot_matmul(ThreadPool& pool, const CpuKernels& k, const Weight& W, cons
   });
 }
 
-void int_matmul(ThreadPool& pool, const CpuKernels& k, const Weight& W, const float* x, int64_t n, float* y,
+void int_matmul(ThreadPool& pool, const CpuKernels& k, const CpuWeight& W, const float* x, int64_t n, float* y,
                 const float* bias, std::vector<uint8_t>& scratch, MatmulRoute route) {
   const int64_t rows = W.rows, cols = W.cols, nb = cols / QK8_0;
   const size_t wrow = dtype_row_bytes(W.type, cols);
@@ -242,7 +242,7 @@ void int_matmul(ThreadPool& pool, const CpuKernels& k, const Weight& W, const fl
   });
 }
 
-void float_matmul(ThreadPool& pool, const CpuKernels& k, const Weight& W, const float* x, int64_t n, float* y,
+void float_matmul(ThreadPool& pool, const CpuKernels& k, const CpuWeight& W, const float* x, int64_t n, float* y,
                   const float* bias) {
   const int64_t rows = W.rows, cols = W.cols;
   const size_t wrow = dtype_row_bytes(W.type, cols);
@@ -262,7 +262,7 @@ void float_matmul(ThreadPool& pool, const CpuKernels& k, const Weight& W, const 
 
 }  // namespace
 
-void cpu_matmul(ThreadPool& pool, const Weight& W, const float* x, int64_t n, float* y, const float* bias,
+void cpu_matmul(ThreadPool& pool, const CpuWeight& W, const float* x, int64_t n, float* y, const float* bias,
                 std::vector<uint8_t>& scratch, MatmulRoute route) {
   if (n <= 0 || W.rows <= 0) return;
   const CpuKernels& k = cpu_kernels();

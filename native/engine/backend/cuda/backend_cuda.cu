@@ -6,9 +6,8 @@
 // host; only to_host() and sync() block. Weights are copied from the file's
 // mapping to the device once, at load, through two pinned staging buffers so
 // the disk read of one chunk overlaps the PCIe copy of the one before.
-// Small host-side F32 vectors the seam passes by host pointer (norm weights,
-// biases) are uploaded on first use and kept, keyed by their address: they are
-// the model's own, alive as long as it is.
+// Vector weights (norm weights, biases, position embeddings) are uploaded as
+// F32 with the model, like the matrices: every pointer an op takes is device memory.
 #include <cuda_runtime.h>
 #if defined(__linux__)
 #include <dlfcn.h>
@@ -74,6 +73,21 @@ std::string no_driver_reason(cudaError_t e) {
   }
 }
 
+// The CUDA backend's Weight: a device copy. Matrices are shared by every
+// Weight made from the same file bytes (a tied output head) and freed with the
+// backend; a Vector weight owns its copy.
+struct CudaWeight final : Weight {
+  CudaWeight(const TensorView& t, WeightUse u, const void* d, void* owned) : Weight(t, u), device(d), own(owned) {}
+  ~CudaWeight() override {
+    if (own) cudaFree(own);  // waits for kernels that may still read it
+  }
+  const void* device;
+  void* own;
+  const float* f32() const { return static_cast<const float*>(device); }
+};
+
+const CudaWeight& cuda_weight(const Weight& w) { return static_cast<const CudaWeight&>(w); }
+
 }  // namespace
 
 // Named (not in the anonymous namespace): its capture calls wait for the
@@ -96,7 +110,6 @@ class CudaBackend final : public Backend {
     cudaStreamSynchronize(s_);
     if (graph_exec_) cudaGraphExecDestroy(graph_exec_);
     for (auto& kv : weights_) cudaFree(kv.second);
-    for (auto& kv : vectors_) cudaFree(kv.second);
     for (auto& kv : inv_freq_) cudaFree(kv.second);
     for (void* p : {static_cast<void*>(a8_), att_scratch_, static_cast<void*>(ids_)}) cudaFree(p);
     for (auto& b : ints_) cudaFree(b.first);
@@ -134,27 +147,27 @@ class CudaBackend final : public Backend {
     check(cudaStreamSynchronize(s_), "copy from the host");
   }
 
-  Weight weight(const GgufTensor& t) override {
-    Weight w;
-    w.type = t.type;
-    w.cols = t.ne[0];
-    w.rows = t.ne[1] * t.ne[2] * t.ne[3];
-    if (!cuda::matmul_supports(t.type, w.cols))
-      throw EngineError(err::kBackend, "the CUDA backend does not support tensor " + t.name + " of type " +
-                                           dtype_name(t.type) + " with rows of " + std::to_string(w.cols));
-    auto it = weights_.find(t.data);
-    if (it == weights_.end()) it = weights_.emplace(t.data, upload(t)).first;
-    w.data = it->second;
-    w.device = it->second;
-    return w;
+  bool supports(Op op, DType type) const override {
+    switch (op) {
+      case Op::Matmul:
+      case Op::GetRows:
+        return type == DType::F32 || type == DType::F16 || type == DType::BF16 || type == DType::Q8_0 ||
+               type == DType::Q4_0 || type == DType::Q4_K || type == DType::Q6_K;
+      case Op::StoreRows:
+      case Op::Attention:
+      case Op::KvCache:
+        return type == DType::F32 || type == DType::F16;
+      default:
+        return type == DType::F32;
+    }
   }
 
   // --- ops --------------------------------------------------------------------
-  void matmul(const Weight& W, const float* x, int64_t n, float* y, const float* bias) override {
+  void matmul(const Weight& W, const float* x, int64_t n, float* y, const Weight* bias) override {
     cuda::block_a8* a8 = nullptr;
     if (W.type != DType::F32 && W.type != DType::F16 && W.type != DType::BF16)
       a8 = a8_space(static_cast<size_t>(n * W.cols / cuda::kA8));
-    cuda::matmul(s_, W.type, W.device, W.rows, W.cols, x, n, y, bias ? vector(bias, W.rows) : nullptr, a8);
+    cuda::matmul(s_, W.type, matrix(W), W.rows, W.cols, x, n, y, bias ? vector(*bias, W.rows) : nullptr, a8);
     launched("matmul");
   }
 
@@ -167,24 +180,24 @@ class CudaBackend final : public Backend {
     check(cudaStreamSynchronize(s_), "get_rows");
     std::memcpy(ids_host_, ids, n * sizeof(int32_t));
     check(cudaMemcpyAsync(dev, ids_host_, n * sizeof(int32_t), cudaMemcpyHostToDevice, s_), "copy of token ids");
-    cuda::get_rows(s_, E.type, E.device, E.cols, dev, n, out);
+    cuda::get_rows(s_, E.type, matrix(E), E.cols, dev, n, out);
     launched("get_rows");
   }
 
-  void rmsnorm(const float* x, const float* w, int64_t n, int64_t dim, float eps, float* out) override {
+  void rmsnorm(const float* x, const Weight& w, int64_t n, int64_t dim, float eps, float* out) override {
     cuda::rmsnorm(s_, const_cast<float*>(x), nullptr, vector(w, dim), n, dim, eps, out);
     launched("rmsnorm");
   }
-  void add_rmsnorm(float* x, const float* y, const float* w, int64_t n, int64_t dim, float eps, float* out) override {
+  void add_rmsnorm(float* x, const float* y, const Weight& w, int64_t n, int64_t dim, float eps, float* out) override {
     cuda::rmsnorm(s_, x, y, vector(w, dim), n, dim, eps, out);
     launched("add_rmsnorm");
   }
-  void layernorm(const float* x, const float* w, const float* b, int64_t n, int64_t dim, float eps,
+  void layernorm(const float* x, const Weight& w, const Weight& b, int64_t n, int64_t dim, float eps,
                  float* out) override {
     cuda::layernorm(s_, const_cast<float*>(x), nullptr, vector(w, dim), vector(b, dim), n, dim, eps, out);
     launched("layernorm");
   }
-  void add_layernorm(float* x, const float* y, const float* w, const float* b, int64_t n, int64_t dim, float eps,
+  void add_layernorm(float* x, const float* y, const Weight& w, const Weight& b, int64_t n, int64_t dim, float eps,
                      float* out) override {
     cuda::layernorm(s_, x, y, vector(w, dim), vector(b, dim), n, dim, eps, out);
     launched("add_layernorm");
@@ -241,6 +254,15 @@ class CudaBackend final : public Backend {
     launched("add");
   }
 
+  void add_broadcast(float* out, const float* x, const Weight& w, int64_t n) override {
+    cuda::add_broadcast(s_, out, x, vector(w, w.cols), w.rows, w.cols, n);
+    launched("add_broadcast");
+  }
+  void im2col(const float* pixels, int channels, int64_t size, int patch, float* out) override {
+    cuda::im2col(s_, pixels, channels, size, patch, out);
+    launched("im2col");
+  }
+
   void sync() override { check(cudaStreamSynchronize(s_), "a kernel (reported at sync)"); }
 
   // --- several sequences at once, on the device (not wired yet) -----------------
@@ -252,14 +274,15 @@ class CudaBackend final : public Backend {
   // read once per group), prompt rows through the tensor-core path: a row's
   // result depends on its kind only, never on the rest of the batch.
   void device_matmul_batch(const Weight& W, const float* x, int64_t n_decode, int64_t n_prompt, float* y) {
+    const void* Wd = matrix(W);
     const bool quant = W.type != DType::F32 && W.type != DType::F16 && W.type != DType::BF16;
     cuda::block_a8* a8 = quant ? a8_space(static_cast<size_t>(std::max<int64_t>(n_decode, n_prompt) * W.cols / cuda::kA8)) : nullptr;
     for (int64_t r = 0; r < n_decode; r += cuda::kGemvRows) {
       const int64_t m = std::min<int64_t>(cuda::kGemvRows, n_decode - r);
-      cuda::matmul(s_, W.type, W.device, W.rows, W.cols, x + r * W.cols, m, y + r * W.rows, nullptr, a8);
+      cuda::matmul(s_, W.type, Wd, W.rows, W.cols, x + r * W.cols, m, y + r * W.rows, nullptr, a8);
     }
     if (n_prompt > 0)
-      cuda::matmul(s_, W.type, W.device, W.rows, W.cols, x + n_decode * W.cols, n_prompt, y + n_decode * W.rows,
+      cuda::matmul(s_, W.type, Wd, W.rows, W.cols, x + n_decode * W.cols, n_prompt, y + n_decode * W.rows,
                    nullptr, a8, /*tiles=*/true);
     launched("matmul_batch");
   }
@@ -361,7 +384,39 @@ class CudaBackend final : public Backend {
     check(cudaGraphLaunch(graph_exec_, s_), "cudaGraphLaunch");
   }
 
+ protected:
+  // Matrices go to the device once per file tensor (a tied output head shares
+  // the embedding's copy); vectors arrive as F32 and get a copy of their own.
+  std::unique_ptr<Weight> make_weight(const TensorView& t, WeightUse use) override {
+    if (use == WeightUse::Vector) {
+      const size_t bytes = static_cast<size_t>(t.rows * t.cols) * sizeof(float);
+      void* d = device_alloc(bytes, "vector " + t.name);
+      const cudaError_t e = cudaMemcpy(d, t.data, bytes, cudaMemcpyHostToDevice);  // t.data lives only for the call
+      if (e != cudaSuccess) {
+        cudaFree(d);
+        fail(e, "upload of " + t.name);
+      }
+      return std::make_unique<CudaWeight>(t, use, d, d);
+    }
+    if (!cuda::matmul_supports(t.type, t.cols))
+      throw EngineError(err::kModel, "the cuda backend does not support tensor " + t.name + " of type " +
+                                         dtype_name(t.type) + " with rows of " + std::to_string(t.cols));
+    auto it = weights_.find(t.data);
+    if (it == weights_.end()) it = weights_.emplace(t.data, copy_to_device(t)).first;
+    return std::make_unique<CudaWeight>(t, use, it->second, nullptr);
+  }
+
  private:
+  static const void* matrix(const Weight& w) {
+    if (w.use == WeightUse::Vector) throw EngineError(err::kArgument, "weight " + w.name + " is a vector, not a matrix");
+    return cuda_weight(w).device;
+  }
+  static const float* vector(const Weight& w, int64_t n) {
+    if (w.use != WeightUse::Vector || w.rows * w.cols < n)
+      throw EngineError(err::kArgument, "weight " + w.name + " is not a vector of " + std::to_string(n) + " values");
+    return cuda_weight(w).f32();
+  }
+
   // Device memory, or an error that says what it was for, what it needed
   // and what the GPU had free.
   void* device_alloc(size_t bytes, const std::string& what) {
@@ -380,8 +435,8 @@ class CudaBackend final : public Backend {
 
   // Copies a tensor from the mapping to the device in staging-sized chunks:
   // the host copy into one pinned buffer overlaps the DMA out of the other.
-  void* upload(const GgufTensor& t) {
-    const size_t bytes = t.nbytes;
+  void* copy_to_device(const TensorView& t) {
+    const size_t bytes = dtype_row_bytes(t.type, t.cols) * static_cast<size_t>(t.rows);
     void* dst = device_alloc(bytes, "tensor " + t.name);
     const uint8_t* src = static_cast<const uint8_t*>(t.data);
     for (size_t off = 0; off < bytes; off += kStagingBytes) {
@@ -396,17 +451,6 @@ class CudaBackend final : public Backend {
     }
     uploaded_ += bytes;
     return dst;
-  }
-
-  // A host F32 vector of n values (norm weights, biases) on the device.
-  const float* vector(const float* host, int64_t n) {
-    auto it = vectors_.find(host);
-    if (it != vectors_.end()) return it->second;
-    float* d = static_cast<float*>(device_alloc(n * sizeof(float), "a norm or bias vector"));
-    check(cudaMemcpyAsync(d, host, n * sizeof(float), cudaMemcpyHostToDevice, s_), "vector upload");
-    check(cudaStreamSynchronize(s_), "vector upload");
-    vectors_.emplace(host, d);
-    return d;
   }
 
   const float* inv_freq(int head_dim, float theta) {
@@ -477,7 +521,6 @@ class CudaBackend final : public Backend {
   int next_staging_ = 0;
   size_t uploaded_ = 0;
   std::unordered_map<const void*, void*> weights_;    // file data -> device copy
-  std::unordered_map<const float*, float*> vectors_;  // host vector -> device copy
   std::map<std::pair<int, float>, float*> inv_freq_;
   cuda::block_a8* a8_ = nullptr;
   size_t a8_cap_ = 0;

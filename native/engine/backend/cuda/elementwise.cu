@@ -1,6 +1,6 @@
 // elementwise.cu - the small ops: SiLU·up, GELU, residual add, F16 KV stores,
-// embedding rows, and the greedy sampler's argmax, so a decode step never
-// waits on the host.
+// embedding rows, the vision tower's im2col and embedding adds, and the greedy
+// sampler's argmax, so a decode step never waits on the host.
 #include <cuda_fp16.h>
 
 #include "backend/cuda/device.h"
@@ -24,6 +24,26 @@ __global__ void gelu_kernel(float* x, int64_t n) {
 __global__ void add_kernel(float* x, const float* y, int64_t n) {
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (i < n) x[i] += y[i];
+}
+
+// out = x + w[r % w_rows] (x null: the row of w), one thread per element.
+__global__ void add_broadcast_kernel(float* out, const float* x, const float* w, int64_t w_rows, int64_t width,
+                                     int64_t count) {
+  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (i >= count) return;
+  const float v = w[((i / width) % w_rows) * width + i % width];
+  out[i] = x ? x[i] + v : v;
+}
+
+// One thread per output element: patch p, element (ch, ky, kx) of it.
+__global__ void im2col_kernel(const float* pixels, int64_t size, int patch, int64_t grid, int64_t row, int64_t count,
+                              float* out) {
+  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (i >= count) return;
+  const int64_t p = i / row, e = i % row, pp = static_cast<int64_t>(patch) * patch;
+  const int64_t ch = e / pp, ky = (e % pp) / patch, kx = e % patch;
+  const int64_t gy = p / grid, gx = p % grid;
+  out[i] = pixels[(ch * size + gy * patch + ky) * size + gx * patch + kx];
 }
 
 __global__ void to_f16_kernel(const float* src, uint16_t* dst, int64_t n) {
@@ -182,6 +202,18 @@ void gelu(cudaStream_t s, float* x, int64_t count) { gelu_kernel<<<grid_for(coun
 
 void add(cudaStream_t s, float* x, const float* y, int64_t count) {
   add_kernel<<<grid_for(count), kThreads, 0, s>>>(x, y, count);
+}
+
+void add_broadcast(cudaStream_t s, float* out, const float* x, const float* w, int64_t w_rows, int64_t width,
+                   int64_t n) {
+  const int64_t count = n * width;
+  add_broadcast_kernel<<<grid_for(count), kThreads, 0, s>>>(out, x, w, w_rows, width, count);
+}
+
+void im2col(cudaStream_t s, const float* pixels, int channels, int64_t size, int patch, float* out) {
+  const int64_t grid = size / patch, row = static_cast<int64_t>(channels) * patch * patch;
+  const int64_t count = grid * grid * row;
+  im2col_kernel<<<grid_for(count), kThreads, 0, s>>>(pixels, size, patch, grid, row, count, out);
 }
 
 void to_f16(cudaStream_t s, const float* src, uint16_t* dst, int64_t count) {

@@ -63,6 +63,11 @@ void silu_mul(cudaStream_t s, float* gate, const float* up, int64_t count);
 void gelu(cudaStream_t s, float* x, int64_t count);
 void add(cudaStream_t s, float* x, const float* y, int64_t count);
 void to_f16(cudaStream_t s, const float* src, uint16_t* dst, int64_t count);
+// out[r, :] = x[r, :] + w[r % w_rows, :] for n rows of width (x null: the rows of w).
+void add_broadcast(cudaStream_t s, float* out, const float* x, const float* w, int64_t w_rows, int64_t width,
+                   int64_t n);
+// pixels [channels, size, size] -> out [(size / patch)², channels * patch * patch] (backend.h's im2col).
+void im2col(cudaStream_t s, const float* pixels, int channels, int64_t size, int patch, float* out);
 // Row i of src ([n, width]) into row rows[i] of dst (F16 or F32); rows is device memory.
 void scatter_rows(cudaStream_t s, const float* src, void* dst, bool f16, const int32_t* rows, int64_t n, int64_t width);
 // out[i, :] = row ids[i] of E (type, cols wide), dequantized; ids are device memory.

@@ -94,11 +94,13 @@ void reference(const Problem& p, const Data& d, std::vector<float>* y, std::vect
 // With x8, the weight goes in as the CPU backend's x8 copy (repack.h).
 int check(const Problem& p, const Data& d, const std::vector<float>& yref, const std::vector<double>& mag,
           ThreadPool& pool, const char* route, bool x8 = false) {
-  Weight W;
-  W.type = p.type;
-  W.rows = p.rows;
-  W.cols = p.cols;
-  W.data = d.w.data();
+  TensorView view;
+  view.name = "w";
+  view.type = p.type;
+  view.rows = p.rows;
+  view.cols = p.cols;
+  view.data = d.w.data();
+  CpuWeight W(view, WeightUse::Matmul);
   std::vector<uint8_t> repacked;
   if (x8) {
     repacked.resize(d.w.size());

@@ -18,6 +18,7 @@
 #include "types/quants.h"
 #include "support/data.h"
 #include "support/test.h"
+#include "support/weights.h"
 
 namespace cxr {
 bool cuda_usable(int device, std::string* what);
@@ -116,8 +117,11 @@ TEST(cuda_conformance_matmul_every_type_and_kernel) {
     gt.type = t;
     gt.nbytes = q.size();
     gt.data = q.data();
-    const Weight wc = p.cpu->weight(gt), wg = p.gpu->weight(gt);
+    const auto wcp = p.cpu->upload(tensor_view(gt), WeightUse::Rows), wgp = p.gpu->upload(tensor_view(gt), WeightUse::Rows);
+    const Weight &wc = *wcp, &wg = *wgp;
     const auto bias = randn(rows, 4);
+    const auto bc = cxrtest::vector_weight(*p.cpu, bias), bg = cxrtest::vector_weight(*p.gpu, bias);
+    const Weight* bs[2] = {bc.get(), bg.get()};
     for (int64_t n : {1, 3, 8, 9, 37, 130}) {
       const auto x = randn(n * cols, 5 + n);
       std::vector<float> res[2];
@@ -126,7 +130,7 @@ TEST(cuda_conformance_matmul_every_type_and_kernel) {
       for (int k = 0; k < 2; ++k) {
         float* dx = upload(*bes[k], x);
         float* dy = bes[k]->alloc(n * rows);
-        bes[k]->matmul(*ws[k], dx, n, dy, bias.data());
+        bes[k]->matmul(*ws[k], dx, n, dy, bs[k]);
         res[k] = download(*bes[k], dy, n * rows);
         bes[k]->free(dx);
         bes[k]->free(dy);
@@ -154,17 +158,22 @@ TEST(cuda_conformance_norms_rope_activations_stores) {
   Pair p;
   if (!backends(&p)) return;
   const int64_t n = 5, dim = 1024;
-  const auto x = randn(n * dim, 1, 2.0f, 3.0f), y = randn(n * dim, 2), w = randn(dim, 3), b = randn(dim, 4);
-  CHECK(compare(p, n * dim, {x}, [&](Backend& be, std::vector<float*>& d, float* o) { be.rmsnorm(d[0], w.data(), n, dim, 1e-5f, o); }) < 1e-5);
-  CHECK(compare(p, n * dim, {x}, [&](Backend& be, std::vector<float*>& d, float* o) { be.layernorm(d[0], w.data(), b.data(), n, dim, 1e-5f, o); }) < 1e-4);
+  const auto x = randn(n * dim, 1, 2.0f, 3.0f), y = randn(n * dim, 2), wf = randn(dim, 3), bf = randn(dim, 4);
+  // Each backend's own copy of the norm vectors, looked up by the backend an op runs on.
+  const auto wc = cxrtest::vector_weight(*p.cpu, wf), wg = cxrtest::vector_weight(*p.gpu, wf);
+  const auto bc = cxrtest::vector_weight(*p.cpu, bf), bg = cxrtest::vector_weight(*p.gpu, bf);
+  const auto W = [&](Backend& be) -> const Weight& { return &be == p.cpu.get() ? *wc : *wg; };
+  const auto B = [&](Backend& be) -> const Weight& { return &be == p.cpu.get() ? *bc : *bg; };
+  CHECK(compare(p, n * dim, {x}, [&](Backend& be, std::vector<float*>& d, float* o) { be.rmsnorm(d[0], W(be), n, dim, 1e-5f, o); }) < 1e-5);
+  CHECK(compare(p, n * dim, {x}, [&](Backend& be, std::vector<float*>& d, float* o) { be.layernorm(d[0], W(be), B(be), n, dim, 1e-5f, o); }) < 1e-4);
   // fused residual steps: out written over y, and x keeps the sum
   CHECK(compare(p, n * dim, {x, y}, [&](Backend& be, std::vector<float*>& d, float* o) {
-          be.add_rmsnorm(d[0], d[1], w.data(), n, dim, 1e-5f, d[1]);
+          be.add_rmsnorm(d[0], d[1], W(be), n, dim, 1e-5f, d[1]);
           be.add(d[1], d[0], n * dim);
           be.add(o, d[1], n * dim);
         }) < 1e-5);
   CHECK(compare(p, n * dim, {x, y}, [&](Backend& be, std::vector<float*>& d, float* o) {
-          be.add_layernorm(d[0], d[1], w.data(), b.data(), n, dim, 1e-5f, d[1]);
+          be.add_layernorm(d[0], d[1], W(be), B(be), n, dim, 1e-5f, d[1]);
           be.add(d[1], d[0], n * dim);
           be.add(o, d[1], n * dim);
         }) < 1e-4);
