@@ -7,8 +7,8 @@
 #   tools/gpu-check.sh [--out DIR] [--work DIR] [--runs N] [--skip-gpu]
 #
 #   1. builds the engine, its C++ tests and tools with cmake (CUDA for this GPU)
-#   2. runs the C++ tests (host kernel arithmetic, CPU backend, the CUDA
-#      conformance suite against the CPU backend) and the end-to-end goldens of
+#   2. runs the C++ tests (host kernel arithmetic, CPU backend, the seam's
+#      conformance suite on CUDA) and the end-to-end goldens of
 #      the tiny text and multimodal models (test/fixtures/gpu-check) on CUDA
 #   3. writes random-weight files of the real shapes with cxr-synth (7B Q4_0 and
 #      Q8_0, ViT-L/16@512 F16 and Q8_0) and benchmarks them with cxr-bench: ViT
