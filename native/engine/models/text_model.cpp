@@ -172,7 +172,8 @@ void TextModel::forward(const int32_t* tokens, const float* embd, int64_t n, int
     in.decode = m == 1 && n == 1;
     if (!all_logits) {
       in.logits = last && logits;
-      const float* out = forward_batch({in}, stop);
+      one_.assign(1, in);
+      const float* out = forward_batch(one_, stop);
       if (in.logits) {
         be_.sync();
         be_.to_host(logits, out, c.n_vocab);
@@ -181,7 +182,8 @@ void TextModel::forward(const int32_t* tokens, const float* embd, int64_t n, int
     }
     // Every position's logits: the layers, then lm_head(norm(x)) a few rows at a time.
     int64_t n_decode = 0;
-    load_rows({in}, &rows_, &n_decode);
+    one_.assign(1, in);
+    load_rows(one_, &rows_, &n_decode);
     run_layers(rows_, n_decode, m, stop);
     be_.rmsnorm(x_, *w_.out_norm, m, c.dim, c.norm_eps, xb_);
     for (int64_t r = 0; r < m; r += kLogitRows) {

@@ -128,6 +128,7 @@ class TextModel {
   // each row and the rows' description, rebuilt each step in place.
   std::vector<int32_t> pos_;
   std::vector<SeqRows> rows_;
+  std::vector<SeqInput> one_;     // forward()'s single input, kept so a step allocates nothing
 };
 
 }  // namespace cxr
