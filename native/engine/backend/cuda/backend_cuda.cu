@@ -73,9 +73,9 @@ std::string no_driver_reason(cudaError_t e) {
   }
 }
 
-// The CUDA backend's Weight: a device copy. Matrices are shared by every
-// Weight made from the same file bytes (a tied output head) and freed with the
-// backend; a Vector weight owns its copy.
+// The CUDA backend's Weight: a device copy. Matrices from a file mapping are
+// shared by every Weight made from the same bytes (a tied output head) and
+// freed with the backend; vectors and other matrices own their copy.
 struct CudaWeight final : Weight {
   CudaWeight(const TensorView& t, WeightUse u, const void* d, void* owned) : Weight(t, u), device(d), own(owned) {}
   ~CudaWeight() override {
@@ -401,6 +401,12 @@ class CudaBackend final : public Backend {
     if (!cuda::matmul_supports(t.type, t.cols))
       throw EngineError(err::kModel, "the cuda backend does not support tensor " + t.name + " of type " +
                                          dtype_name(t.type) + " with rows of " + std::to_string(t.cols));
+    // Only a file mapping's addresses name the same bytes for the backend's
+    // life; any other view gets a copy of its own, freed with its Weight.
+    if (!t.file_mapped) {
+      void* d = copy_to_device(t);
+      return std::make_unique<CudaWeight>(t, use, d, d);
+    }
     auto it = weights_.find(t.data);
     if (it == weights_.end()) it = weights_.emplace(t.data, copy_to_device(t)).first;
     return std::make_unique<CudaWeight>(t, use, it->second, nullptr);
