@@ -146,6 +146,7 @@ async function batch(cmd: Command, task: Task, args: string[], flags: BatchFlags
     process.exitCode = interrupt.exitCode ?? (summary.failed > 0 ? 1 : 0);
   } finally {
     interrupt.uninstall();
+    interrupt.exitSoon();
   }
 }
 

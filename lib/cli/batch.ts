@@ -26,6 +26,20 @@ import { SrWriter } from './sr-output.js';
 /** The outcome of preparing one item: its value, or why it failed. */
 export type Settled<P> = { ok: true; value: P } | { ok: false; error: unknown };
 
+/** `p`, or a failure with the signal's reason as soon as `signal` aborts (a read that never returns cannot hold a stop up). */
+function untilAborted<P>(p: Promise<Settled<P>>, signal?: AbortSignal): Promise<Settled<P>> {
+  if (!signal) return p;
+  if (signal.aborted) return Promise.resolve({ ok: false, error: signal.reason });
+  return new Promise((resolve) => {
+    const onAbort = (): void => resolve({ ok: false, error: signal.reason });
+    signal.addEventListener('abort', onAbort, { once: true });
+    void p.then((s) => {
+      signal.removeEventListener('abort', onAbort);
+      resolve(s);
+    });
+  });
+}
+
 /**
  * Calls `consume` for each item in order, with `prepare(item)` already started
  * for the next item while `consume` works on the current one (a prefetch depth
@@ -47,7 +61,7 @@ export async function runPrefetched<T, P>(
   for (let i = 0; i < items.length && signal?.aborted !== true; i++) {
     const current = next!;
     next = i + 1 < items.length ? start(items[i + 1]!) : undefined;
-    await consume(items[i]!, await current, i);
+    await consume(items[i]!, await untilAborted(current, signal), i);
   }
 }
 
@@ -77,7 +91,7 @@ export async function runWindowed<T, P>(
       const i = next++;
       const p = prepared_(i);
       if (i + 1 < items.length) void prepared_(i + 1);
-      const settled = await p;
+      const settled = await untilAborted(p, signal);
       prepared[i] = undefined; // the decoded image is only the consumer's now
       await consume(items[i]!, settled, i);
     }
@@ -245,6 +259,17 @@ export interface BatchSummary {
 /** What --resume tells the user after a write failed for lack of space. */
 const DISK_FULL_HINT = 'free some space, then run again with --resume (finished outputs are kept)';
 
+/** One input's place in the batch while it runs: its record once settled, and its streamed text and stage. */
+interface Slot {
+  done: Promise<ResultRecord | 'skipped' | undefined>;
+  resolve: (r: ResultRecord | 'skipped' | undefined) => void;
+  /** Text generated while an earlier input still streams. */
+  pending: string;
+  stage: string;
+  /** The error line with its stack (--verbose). */
+  detail?: string;
+}
+
 /** "x.png: why", without naming the file twice when the error already does. */
 function errorLine(file: string, err: unknown): string {
   const msg = err instanceof Error ? err.message : String(err);
@@ -311,10 +336,11 @@ export async function runBatch(o: BatchOptions): Promise<BatchSummary> {
   // Each item's record, settled when its generation ends (undefined: stopped before it ended; 'skipped': done by
   // another run meanwhile); they are written in input order.
   const width = Math.max(1, Math.min(o.parallel ?? 1, Math.max(1, todo.length)));
-  const records = todo.map(() => {
+  // The writer drops each slot once written, so a long batch does not keep every record.
+  const records: (Slot | undefined)[] = todo.map(() => {
     let resolve!: (r: ResultRecord | 'skipped' | undefined) => void;
     const done = new Promise<ResultRecord | 'skipped' | undefined>((r) => (resolve = r));
-    return { done, resolve, pending: '', stage: 'read', detail: undefined as string | undefined };
+    return { done, resolve, pending: '', stage: 'read' };
   });
   /** The earliest item not yet written: the one whose text streams live. */
   let head = 0;
@@ -327,12 +353,14 @@ export async function runBatch(o: BatchOptions): Promise<BatchSummary> {
     for (let i = 0; i < todo.length && fatal === undefined; i++) {
       head = i;
       const input = todo[i]!;
+      const slot = records[i]!;
       // The bar now follows this item, from the stage it has reached.
-      bar.update({ done: i, total: todo.length, stage: records[i]!.stage, item: input.path, note: '' });
+      bar.update({ done: i, total: todo.length, stage: slot.stage, item: input.path, note: '' });
       if (headers && stream) write((blocks++ > 0 ? '\n' : '') + header(input.path));
-      if (stream && records[i]!.pending) write(records[i]!.pending);
-      records[i]!.pending = '';
-      const record = await records[i]!.done;
+      if (stream && slot.pending) write(slot.pending);
+      slot.pending = '';
+      const record = await slot.done;
+      records[i] = undefined;
       if (stream && midText) write('\n');
       midText = false;
       if (record === undefined) continue; // stopped: no output, so --resume runs it again
@@ -341,7 +369,7 @@ export async function runBatch(o: BatchOptions): Promise<BatchSummary> {
         continue;
       }
       if (stream && record.findings) write(findingsLine(record.findings));
-      if (record.error !== null) bar.log(`error: ${records[i]!.detail ?? record.error}`);
+      if (record.error !== null) bar.log(`error: ${slot.detail ?? record.error}`);
       try {
         summary[await emit(input, record)]++;
       } catch (err) {
@@ -357,13 +385,14 @@ export async function runBatch(o: BatchOptions): Promise<BatchSummary> {
     width,
     (input) => (input.error !== undefined ? Promise.reject(new Error(input.error)) : prepareImage(model, input.path, o.display)),
     async (input, prepared, index) => {
+      const slot = records[index]!;
       const update = (stage: string, note?: string): void => {
-        records[index]!.stage = stage;
+        slot.stage = stage;
         if (index === head) bar.update({ done: index, total: todo.length, stage, item: input.path, note: note ?? '' });
       };
       // --resume with another run on the same folder: it may have finished this one meanwhile.
       if (plan && o.resume && alreadyDone(plan.get(input)!)) {
-        records[index]!.resolve('skipped');
+        slot.resolve('skipped');
         return;
       }
       update('read');
@@ -379,25 +408,25 @@ export async function runBatch(o: BatchOptions): Promise<BatchSummary> {
           update('generate', rate > 0 ? `${rate.toFixed(1)} tok/s` : undefined);
           if (!stream) return;
           if (index === head) write(text);
-          else records[index]!.pending += text;
+          else slot.pending += text;
         };
         record = await recordFor(model, req, prepared.value, { onStage: update, onToken, signal: stop.signal });
         if (o.verbose) bar.log(timingLine(input.path, record.timings!));
       } catch (err) {
         if (stop.signal.aborted) {
-          records[index]!.resolve(undefined);
+          slot.resolve(undefined);
           return;
         }
         const line = errorLine(input.path, err);
         record = { ...baseRecord(model, req, prepared.ok ? prepared.value : undefined), error: line };
-        if (o.verbose && err instanceof Error && err.stack) records[index]!.detail = line + '\n' + err.stack;
+        if (o.verbose && err instanceof Error && err.stack) slot.detail = line + '\n' + err.stack;
       }
-      records[index]!.resolve(record);
+      slot.resolve(record);
     },
     stop.signal,
   );
   // Items never started (the batch was stopped) have no record.
-  for (const r of records) r.resolve(undefined);
+  for (const r of records) r?.resolve(undefined);
   await writer;
   o.signal?.removeEventListener('abort', onAbort);
   bar.stop();

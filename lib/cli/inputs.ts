@@ -95,7 +95,7 @@ async function isDir(p: string): Promise<boolean> {
   return (await stat(p).catch(() => null))?.isDirectory() === true;
 }
 
-/** Sorted entries of a directory; unreadable directories read as empty. */
+/** Sorted entries of a directory (links as what they point to); unreadable directories read as empty. */
 async function entries(dir: string): Promise<{ name: string; dir: boolean; file: boolean }[]> {
   const list = await readdir(dir, { withFileTypes: true }).catch(() => []);
   const out: { name: string; dir: boolean; file: boolean }[] = [];
@@ -105,7 +105,8 @@ async function entries(dir: string): Promise<{ name: string; dir: boolean; file:
     if (e.isSymbolicLink()) {
       const s = await stat(path.join(dir, e.name)).catch(() => null);
       d = s?.isDirectory() === true;
-      f = s?.isFile() === true;
+      // A broken link is taken as a file, so it becomes a failed input ("file not found"), not a silent gap.
+      f = s === null || s.isFile();
     }
     out.push({ name: e.name, dir: d, file: f });
   }

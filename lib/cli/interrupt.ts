@@ -3,8 +3,9 @@
  * batch at the next safe point: running generations are aborted, a file being
  * written is finished, nothing new starts, and the command exits with
  * 128 + the signal's number (130, 143, 129) once its outputs are whole. A second
- * one exits at once, removing the temp files of writes still in progress, so
- * what is left in the output folder is whole either way and `--resume` finishes it.
+ * one ends the process at once by the signal itself (the shell's status is the
+ * same), removing the temp files of writes still in progress, so what is left in
+ * the output folder is whole either way and `--resume` finishes it.
  */
 import { constants } from 'node:os';
 import { removePendingTemps } from './output.js';
@@ -60,6 +61,27 @@ export class Interrupt {
     // The second signal: no waiting for the engine; only whole files stay behind.
     removePendingTemps();
     this.log(`${sig}: stopped at once`);
-    process.exit(128 + constants.signals[this.#received]);
+    dieBy(sig);
   }
+
+  /**
+   * After the batch stopped: if something still holds the process open once the
+   * models are closed (a read that never returns, e.g. a pipe with no writer),
+   * it dies by the signal after `ms` instead of hanging.
+   */
+  exitSoon(ms = 5000): void {
+    const sig = this.#received;
+    if (sig !== undefined) setTimeout(() => dieBy(sig), ms).unref();
+  }
+}
+
+/**
+ * Ends the process by `sig` itself, with its default action: at once, whatever
+ * the engine or a file read is doing (process.exit would wait for every libuv
+ * worker thread, and one blocked in a read never returns); the shell reports
+ * 128 + the signal's number.
+ */
+function dieBy(sig: Stop): void {
+  process.removeAllListeners(sig);
+  process.kill(process.pid, sig);
 }

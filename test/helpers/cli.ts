@@ -48,6 +48,9 @@ export interface StartOptions extends CliOptions {
   nodeArgs?: readonly string[];
   /** Send stdout into this file instead of a pipe (the result's stdout is then empty). */
   stdoutFile?: string;
+  /** Run as this user and group (the test runs as root and needs the checks root skips). */
+  uid?: number;
+  gid?: number;
 }
 
 /**
@@ -61,6 +64,8 @@ export function startCli(args: readonly string[], opts: StartOptions = {}): Runn
     cwd: opts.cwd ?? ROOT,
     env: (opts.env ?? process.env) as NodeJS.ProcessEnv,
     stdio: ['pipe', outFd ?? 'pipe', 'pipe'],
+    ...(opts.uid !== undefined ? { uid: opts.uid } : {}),
+    ...(opts.gid !== undefined ? { gid: opts.gid } : {}),
   });
   if (outFd !== undefined) closeSync(outFd);
   let stdout = '';
@@ -181,6 +186,9 @@ export async function writeImageFolder(dir: string): Promise<{ good: string[]; b
 
 /** The preload that makes the CLI's file system fail or slow down (see its header); pass as `nodeArgs: ['--require', FS_FAULTS]`. */
 export const FS_FAULTS = path.join(ROOT, 'test/helpers/fs-faults.cjs');
+
+/** The preload that samples the CLI's memory after a full GC (see its header); pass as `nodeArgs: ['--expose-gc', '--require', MEM_SAMPLER]`. */
+export const MEM_SAMPLER = path.join(ROOT, 'test/helpers/mem-sampler.cjs');
 
 /** `n` small PNGs x000.png ... in `dir`, each a different image. */
 export async function writeManyImages(dir: string, n: number, size = 32): Promise<string[]> {

@@ -13,7 +13,11 @@
 //                               a signal can arrive while a file is being written.
 'use strict';
 const fs = require('node:fs');
+const { isMainThread } = require('node:worker_threads');
 const { syncBuiltinESMExports } = require('node:module');
+
+// Worker threads load the preload too; the CLI writes from its main thread, which alone keeps the count.
+if (!isMainThread) return;
 
 const free = process.env.CXR_FAULT_FREE_BYTES;
 const match = process.env.CXR_FAULT_FULL_MATCH;
