@@ -173,6 +173,8 @@ export class Model {
   #native: NativeModel | null;
   /** Calls still running, so close() can wait for them. */
   #inflight = new Set<Promise<unknown>>();
+  /** Settles when the latest logits() call ends; calls made after it wait for it. */
+  #gate: Promise<undefined> | undefined;
   readonly info: ModelInfo;
 
   /** @internal */
@@ -222,7 +224,8 @@ export class Model {
   /**
    * Logits of every position of `ids`, evaluated from an empty cache, as one
    * `[ids.length × vocabSize]` array: for checking the engine against a
-   * reference. Runs on the engine's thread, after the calls made before it.
+   * reference. Runs on the engine's thread, after the calls made before it and
+   * before those made after it (it needs the engine to itself).
    */
   logits(ids: readonly number[]): Promise<Float32Array> {
     let input: Int32Array;
@@ -248,7 +251,23 @@ export class Model {
         }
       });
     };
-    return this.#track(run());
+    const p = this.#track(run());
+    // Calls made from now on wait for it: one started meanwhile would make the engine refuse it (ERR_BUSY).
+    const gate = p.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.#gate = gate;
+    void gate.then(() => {
+      if (this.#gate === gate) this.#gate = undefined;
+    });
+    return p;
+  }
+
+  /** `work` now, or once the last logits() call made before it has ended. */
+  #afterGate<T>(work: () => Promise<T>): Promise<T> {
+    const gate = this.#gate;
+    return gate ? gate.then(work) : work();
   }
 
   /** The one check token ids get: the addon and the engine take them as valid. */
@@ -320,7 +339,7 @@ export class Model {
     // Raw pixels are taken as they are now: the call may wait in the queue, and
     // the caller may reuse or transfer the array meanwhile.
     const own = input instanceof Float32Array ? input.slice() : input;
-    return this.#track(this.#encode(own, options.signal, options));
+    return this.#track(this.#afterGate(() => this.#encode(own, options.signal, options)));
   }
 
   /**
@@ -418,7 +437,7 @@ export class Model {
   generate(options: GenerateOptions): Promise<GenerateResult> {
     // Bad options reject like every other failure, rather than throwing synchronously.
     try {
-      return this.#track(this.#prepare(options)());
+      return this.#track(this.#afterGate(this.#prepare(options)));
     } catch (err) {
       return Promise.reject(err);
     }
