@@ -65,14 +65,10 @@ class CpuBackend final : public Backend {
     cpu_matmul(pool_, matrix(W), x, n, y, cpu_vector(bias), scratch_);
   }
 
-  // Two passes over the weights when both kinds are present: the decode rows
-  // stream them (memory-bound), the prompt rows go through panels (compute-bound).
+  // Decode rows stream the weights, prompt rows go through panels; integer
+  // weights are read once for both (matmul.cpp).
   void matmul_batch(const Weight& Wt, const float* x, int64_t n_decode, int64_t n_prompt, float* y) override {
-    const CpuWeight& W = matrix(Wt);
-    if (n_decode > 0) cpu_matmul(pool_, W, x, n_decode, y, nullptr, scratch_, MatmulRoute::Decode);
-    if (n_prompt > 0)
-      cpu_matmul(pool_, W, x + n_decode * W.cols, n_prompt, y + n_decode * W.rows, nullptr, scratch_,
-                 MatmulRoute::Prompt);
+    cpu_matmul_batch(pool_, matrix(Wt), x, n_decode, n_prompt, y, scratch_);
   }
 
   int32_t* alloc_ids(size_t n) override { return static_cast<int32_t*>(alloc_bytes(n * sizeof(int32_t))); }

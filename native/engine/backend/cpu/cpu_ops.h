@@ -21,6 +21,12 @@ enum class MatmulRoute { Auto, Decode, Prompt };
 void cpu_matmul(ThreadPool& pool, const CpuWeight& W, const float* x, int64_t n, float* y, const float* bias,
                 std::vector<uint8_t>& scratch, MatmulRoute route = MatmulRoute::Auto);
 
+// Backend::matmul_batch: y = x · Wᵀ for n_decode rows on the Decode route
+// followed by n_prompt rows on the Prompt route, each row bit for bit what its
+// route gives it alone. Integer weights are read from memory once for both.
+void cpu_matmul_batch(ThreadPool& pool, const CpuWeight& W, const float* x, int64_t n_decode, int64_t n_prompt, float* y,
+                      std::vector<uint8_t>& scratch);
+
 // Multi-head attention as described by AttentionArgs (backend.h).
 void cpu_attention(ThreadPool& pool, const AttentionArgs& a);
 
