@@ -179,3 +179,19 @@ t.test('encodeImage: an abort at any moment before settling wins', async (t) => 
   await abortAtEveryMoment(t, 'encodeImage', 80, (signal) => model.encodeImage(pixels, { signal }));
   await abortAtEveryMoment(t, 'encodeImage of a file', 80, (signal) => model.encodeImage(image, { signal }));
 });
+
+// close() is an abort too: called before a call's promise settles, it wins even
+// when the native thread already finished the generation (here it has: JS is
+// held up until it must have, before close runs).
+t.test('close() before the result reaches JS rejects the running call', async (t) => {
+  for (const withImage of [false, true]) {
+    const m = await loadModel({ model: text, mmproj, threads: 1 });
+    // An encoded image, so the generation is handed to the engine at once.
+    const encoded = withImage ? await m.encodeImage(image) : undefined;
+    const run = encoded ? m.report(encoded, { temperature: 0, maxTokens: 3 }) : m.generate({ prompt, temperature: 0, maxTokens: 3 });
+    const until = performance.now() + 400;
+    while (performance.now() < until); // the engine thread finishes; its events wait for this one
+    await m.close();
+    await t.rejects(run, { code: 'ERR_ABORTED', message: /model was closed/ }, `${withImage ? 'report' : 'generate'} rejects`);
+  }
+});

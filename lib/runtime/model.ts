@@ -505,6 +505,10 @@ export class Model {
               }
               signal?.removeEventListener('abort', onAbort);
               if (failure !== undefined) reject(failure.error);
+              // close() before the result reached JS wins, as an abort does:
+              // the native thread may have finished the last tokens first.
+              else if (kind === 'done' && this.#native !== m && payload.finishReason !== 'abort')
+                reject(new CxrError('ERR_ABORTED', 'Generation was aborted because the model was closed'));
               else if (kind === 'done') resolve(payload);
               else reject(fromNative(payload));
             },
