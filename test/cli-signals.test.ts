@@ -3,7 +3,7 @@
 // folder is a whole record (no temp files), and `--resume` finishes the rest
 // with one record per input. A second Ctrl-C exits at once, also mid-write.
 import t, { type Test } from 'tap';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { cleanEnv, FS_FAULTS, runCli, startCli, writeManyImages, writeTinyCxrModel, type RunningCli } from './helpers/cli.js';
@@ -106,4 +106,31 @@ t.test('a second Ctrl-C exits at once, mid-write, and leaves no temp file', asyn
   const again = await runCli([...args(out), '--resume'], { env });
   t.equal(again.code, 0, again.stderr);
   t.same(checkFolder(t, out).sort(), [...images].sort(), 'one record per input after --resume');
+});
+
+// eval runs its reports through the same batch: a Ctrl-C stops it before
+// scoring (exit 130, no eval.json), whole report files only, and `--resume`
+// finishes the reports and scores every study.
+t.test('SIGINT during eval: exit 130, nothing scored, --resume finishes and scores all', async (t) => {
+  const manifest = path.join(dir, 'eval.csv');
+  writeFileSync(manifest, ['image,report', ...images.map((f) => `images/${path.basename(f)},"No pleural effusion. Mild cardiomegaly."`)].join('\n') + '\n');
+  const out = path.join(dir, 'out-eval');
+  const evalArgs = ['eval', manifest, '--output', out, '--model', modelDir, '--max-tokens', '64', '--threads', '1', '--bootstrap', '50'];
+  const run = startCli(evalArgs, { env });
+  const reports = path.join(out, 'reports', 'images'); // records are named by the manifest's relative paths
+  await waitForFile(reports, /\.json$/, run);
+  run.child.kill('SIGINT');
+  const r = await run.done;
+  t.equal(r.code, 130, r.stderr);
+  t.match(r.stderr, /^eval: stopped before scoring; run again with --resume/m);
+  t.notOk(existsSync(path.join(out, 'eval.json')), 'nothing is scored from part of the reports');
+  const written = readdirSync(reports);
+  t.same(written.filter((f) => !/^x\d{3}\.json$/.test(f)), [], 'only whole report files (no temp files)');
+  t.ok(written.length > 0 && written.length < N, `stopped part way (${written.length} of ${N})`);
+
+  const again = await runCli([...evalArgs, '--resume'], { env });
+  t.equal(again.code, 0, again.stderr);
+  const doc = JSON.parse(readFileSync(path.join(out, 'eval.json'), 'utf8')) as { studies: number; failed: string[]; missing: string[] };
+  t.equal(doc.studies, N, 'every study is in eval.json');
+  t.same([doc.failed.length, doc.missing.length], [0, 0], 'none failed or missing after --resume');
 });

@@ -25,6 +25,7 @@ import { evaluate, type EvalResult, type Generated } from '../eval/score.js';
 import { formatTable, type TableFormat } from '../eval/table.js';
 import { DEFAULT_PARALLEL, loadModel, type Model } from '../runtime/model.js';
 import { runBatch } from './batch.js';
+import { Interrupt } from './interrupt.js';
 import type { InputFile } from './inputs.js';
 import {
   addChatterOptions,
@@ -122,10 +123,11 @@ async function openModel(flags: EvalFlags): Promise<Model> {
 }
 
 /** Runs the model on the rows (records under reports/), then reads every row's record back. */
-async function generatedByModel(rows: readonly ManifestRow[], flags: EvalFlags, reportsDir: string, plan: Map<InputFile, string>, inputs: InputFile[]): Promise<Map<ManifestRow, Generated>> {
+async function generatedByModel(rows: readonly ManifestRow[], flags: EvalFlags, reportsDir: string, plan: Map<InputFile, string>, inputs: InputFile[], signal: AbortSignal): Promise<Map<ManifestRow, Generated>> {
   const model = await openModel(flags);
   try {
     await runBatch({
+      signal,
       model,
       task: 'report',
       inputs,
@@ -178,7 +180,19 @@ export async function runEval(manifestFile: string, flags: EvalFlags, usage: (me
     } catch (err) {
       usage((err as Error).message);
     }
-    generated = await generatedByModel(rows, flags, reportsDir, plan, inputs);
+    // Ctrl-C / SIGTERM stop the reports as for `report` (lib/cli/interrupt.ts):
+    // the finished ones are kept, nothing is scored, `--resume` goes on.
+    const interrupt = new Interrupt().install();
+    try {
+      generated = await generatedByModel(rows, flags, reportsDir, plan, inputs, interrupt.signal);
+    } finally {
+      interrupt.uninstall();
+      interrupt.exitSoon();
+    }
+    if (interrupt.exitCode !== undefined) {
+      process.stderr.write(`eval: stopped before scoring; run again with --resume to finish the reports, then score them\n`);
+      return interrupt.exitCode;
+    }
   }
 
   const bar = new ProgressBar({ unit: 'percent', quiet: flags.quiet === true });
