@@ -160,7 +160,11 @@ t.test('by default, concurrent generate() calls run together and each gets its o
       });
     await long;
     await Promise.all(shorts);
-    t.same(ended, ['short 0', 'short 1', 'long']);
+    // Both short calls end before the long one. Between the two, the order is not
+    // theirs to keep: they can finish in the same step, or one may find the cache
+    // the call made alone left behind and read less of its prompt.
+    t.same([...ended.slice(0, 2)].sort(), ['short 0', 'short 1'], 'the short calls end first');
+    t.equal(ended[2], 'long', 'the long call ends last');
   }),
 );
 
