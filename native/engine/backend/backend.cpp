@@ -76,6 +76,21 @@ std::unique_ptr<Weight> Backend::upload(const TensorView& t, WeightUse use) {
   return make_weight(t, use);
 }
 
+bool supports_engine_types(Op op, DType type) {
+    switch (op) {
+      case Op::Matmul:
+      case Op::GetRows:
+        return type == DType::F32 || type == DType::F16 || type == DType::BF16 || type == DType::Q8_0 ||
+               type == DType::Q4_0 || type == DType::Q4_K || type == DType::Q6_K;
+      case Op::StoreRows:
+      case Op::Attention:
+      case Op::KvCache:
+        return type == DType::F32 || type == DType::F16;
+      default:
+        return type == DType::F32;
+    }
+}
+
 std::vector<std::string> backend_names() {
   std::vector<std::string> names;
   if (cuda_built()) names.push_back("cuda");

@@ -251,6 +251,11 @@ class Backend {
   virtual std::unique_ptr<Weight> make_weight(const TensorView& t, WeightUse use) = 0;
 };
 
+// The types every op takes in the engine's formats (weights: F32, F16, BF16,
+// Q8_0, Q4_0, Q4_K, Q6_K; caches and stored rows: F32, F16; everything else F32).
+// A backend that runs them all answers supports() with it.
+bool supports_engine_types(Op op, DType type);
+
 // The backend called `name` ("cpu"; others where they were built in), with
 // `threads` host threads (0: a sensible default). Throws EngineError(kArgument)
 // naming the backends this build has when `name` is not one of them.

@@ -148,18 +148,7 @@ class CudaBackend final : public Backend {
   }
 
   bool supports(Op op, DType type) const override {
-    switch (op) {
-      case Op::Matmul:
-      case Op::GetRows:
-        return type == DType::F32 || type == DType::F16 || type == DType::BF16 || type == DType::Q8_0 ||
-               type == DType::Q4_0 || type == DType::Q4_K || type == DType::Q6_K;
-      case Op::StoreRows:
-      case Op::Attention:
-      case Op::KvCache:
-        return type == DType::F32 || type == DType::F16;
-      default:
-        return type == DType::F32;
-    }
+    return supports_engine_types(op, type);
   }
 
   // --- ops --------------------------------------------------------------------
