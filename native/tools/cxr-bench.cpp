@@ -2,12 +2,16 @@
 // engine alone (no Node), e.g. on a machine without Node or to profile.
 //
 //   cxr-bench model.gguf [--threads N] [--prompt 512] [--gen 64] [--runs 3] [--ctx N]
-//             [--backend cpu|cuda|auto] [--device N] [--mmproj MM.gguf] [--json]
+//             [--backend cpu|cuda|auto] [--device N] [--mmproj MM.gguf] [--parallel N] [--json]
 //
 // Prompts are random token ids (BOS first); decoding is greedy with EOS ignored,
 // so every run decodes exactly --gen tokens. With --mmproj it also times the
 // vision encode of a random image and one report end to end: encode, prefill of
 // the image's embeddings plus text up to --prompt positions, --gen tokens.
+// With --parallel N (N > 1) it also times N sequences decoding together (short
+// prompts, --gen tokens each): tokens made while all N decode, per second, the
+// figure the batching of several users or reports rides on; with --mmproj,
+// also N reports at once (each its own image) against N one after another.
 // Prints medians; --json prints them as one JSON object instead.
 #include <algorithm>
 #include <chrono>
@@ -37,7 +41,7 @@ double median(std::vector<double> v) {
 int usage() {
   std::fprintf(stderr,
                "usage: cxr-bench model.gguf [--threads N] [--prompt N] [--gen N] [--runs N] [--ctx N]\n"
-               "                 [--backend cpu|cuda|auto] [--device N] [--mmproj MM.gguf] [--json]\n");
+               "                 [--backend cpu|cuda|auto] [--device N] [--mmproj MM.gguf] [--parallel N] [--json]\n");
   return 2;
 }
 
@@ -52,13 +56,58 @@ std::vector<int32_t> random_tokens(int n, int32_t bos, int32_t vocab, uint64_t* 
   return t;
 }
 
+// N generations submitted together and run to the end on this thread; the
+// time of every token of each, and of the end.
+struct Timed {
+  std::vector<Clock::time_point> tokens;
+};
+std::vector<Timed> run_together(cxr::Engine& engine, const std::vector<std::vector<cxr::PromptSegment>>& prompts,
+                                int gen) {
+  std::vector<Timed> out(prompts.size());
+  std::string fail_code, failure;
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    auto req = std::make_shared<cxr::GenerateRequest>();
+    req->prompt = prompts[i];
+    req->params.max_tokens = gen;
+    req->params.stop_at_eos = false;
+    Timed* t = &out[i];
+    req->on_token = [t](const cxr::GeneratedToken& g) {
+      if (g.id >= 0) t->tokens.push_back(Clock::now());
+    };
+    req->on_done = [](cxr::GenerateResult&&) {};
+    req->on_error = [&](const std::string& code, const std::string& msg) {
+      fail_code = code;
+      failure = msg;
+    };
+    engine.scheduler().submit(req);
+  }
+  engine.scheduler().run_until_idle();
+  if (!fail_code.empty()) throw cxr::EngineError(fail_code, failure);
+  return out;
+}
+
+// Tokens/s over the time all of `runs` were decoding (after the last one's
+// first token, up to the first one's last).
+double together_rate(const std::vector<Timed>& runs) {
+  Clock::time_point start = runs[0].tokens.front(), end = runs[0].tokens.back();
+  for (const Timed& r : runs) {
+    start = std::max(start, r.tokens.front());
+    end = std::min(end, r.tokens.back());
+  }
+  int64_t n = 0;
+  for (const Timed& r : runs)
+    for (const auto& t : r.tokens) n += t > start && t <= end;
+  const double s = std::chrono::duration<double>(end - start).count();
+  return s > 0 ? n / s : 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   if (argc < 2) return usage();
   cxr::ModelOptions opts;
   opts.model_path = argv[1];
-  int prompt = 512, gen = 64, runs = 3;
+  int prompt = 512, gen = 64, runs = 3, parallel = 1;
   bool json = false;
   for (int i = 2; i < argc; ++i) {
     auto next = [&](int& out) {
@@ -78,11 +127,13 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--backend")) next_str(opts.backend);
     else if (!std::strcmp(argv[i], "--device")) next(opts.device);
     else if (!std::strcmp(argv[i], "--mmproj")) next_str(opts.mmproj_path);
+    else if (!std::strcmp(argv[i], "--parallel")) next(parallel);
     else if (!std::strcmp(argv[i], "--json")) json = true;
     else return usage();
   }
-  if (prompt < 1 || gen < 1 || runs < 1) return usage();
+  if (prompt < 1 || gen < 1 || runs < 1 || parallel < 1) return usage();
   if (opts.n_ctx == 0) opts.n_ctx = prompt + gen + 1;
+  opts.parallel = parallel;
   try {
     const auto t0 = Clock::now();
     cxr::Engine engine(opts);
@@ -136,12 +187,67 @@ int main(int argc, char** argv) {
       }
       if (!json) std::printf("encode %.2f ms, one report %.1f ms (median of %d)\n", median(enc), median(rep), runs);
     }
+    // Several sequences together: short prompts, so the figure is the decode's.
+    std::vector<double> one_seq, n_seq, n_rep;
+    if (parallel > 1) {
+      const int short_prompt = std::min(prompt, 16);
+      for (int r = 0; r < runs; ++r) {
+        for (int n : {1, parallel}) {  // alternating, so both see the same machine
+          std::vector<std::vector<cxr::PromptSegment>> prompts(n);
+          for (auto& p : prompts) {
+            p.resize(1);
+            p[0].tokens = random_tokens(short_prompt, model.tokenizer().bos(), vocab, &state);
+          }
+          engine.scheduler().reset_cache();
+          const double rate = together_rate(run_together(engine, prompts, gen));
+          (n == 1 ? one_seq : n_seq).push_back(rate);
+          if (!json) std::printf("run %d: decode, %d sequence(s) together: %.2f tok/s\n", r + 1, n, rate);
+        }
+      }
+      if (model.vision()) {
+        const cxr::VisionConfig& vc = model.vision()->config();
+        const size_t n_px = static_cast<size_t>(vc.channels) * vc.image_size * vc.image_size;
+        for (int r = 0; r < runs; ++r) {
+          engine.scheduler().reset_cache();
+          const auto tr = Clock::now();
+          std::vector<std::shared_ptr<cxr::ImageEmbedding>> imgs;
+          std::vector<std::vector<cxr::PromptSegment>> prompts(parallel);
+          for (int i = 0; i < parallel; ++i) {
+            std::vector<float> px(n_px);
+            for (size_t j = 0; j < n_px; ++j)
+              px[j] = static_cast<float>(((j + 977 * (i + 1) + 7919 * r) * 2654435761u) % 2001) / 1000.0f - 1.0f;
+            imgs.push_back(engine.encode_image(px.data(), nullptr));
+            const int rows = static_cast<int>(imgs.back()->rows());
+            cxr::PromptSegment before, image, after;
+            before.tokens = random_tokens(std::max(1, (prompt - rows) / 2), model.tokenizer().bos(), vocab, &state);
+            image.image = imgs.back();
+            after.tokens = random_tokens(std::max(1, prompt - rows - static_cast<int>(before.tokens.size())), -1,
+                                         vocab, &state);
+            prompts[i] = {before, image, after};
+          }
+          run_together(engine, prompts, gen);
+          n_rep.push_back(parallel / (ms_since(tr) / 1000));
+          if (!json) std::printf("run %d: %d reports together: %.3f reports/s\n", r + 1, parallel, n_rep.back());
+        }
+      }
+      if (!json) {
+        std::printf("median: %d sequences together decode %.2f tok/s, %.2fx one sequence's %.2f tok/s\n", parallel,
+                    median(n_seq), median(n_seq) / median(one_seq), median(one_seq));
+        if (!n_rep.empty())
+          std::printf("median: %d reports together %.3f reports/s (one alone: %.3f reports/s)\n", parallel,
+                      median(n_rep), 1000 / median(rep));
+      }
+    }
     if (json) {
       std::printf("{\"model\": \"%s\", \"backend\": \"%s\", \"backend_reason\": \"%s\", \"load_s\": %.3f, \"prompt\": %d, "
                   "\"gen\": %d, \"runs\": %d, \"prefill_tok_s\": %.3f, \"prefill_ms\": %.3f, \"decode_tok_s\": %.3f",
                   opts.model_path.c_str(), model.backend().name(), model.backend_reason().c_str(), load_ms / 1000, prompt,
                   gen, runs, median(pf), median(pf_ms), median(dc));
       if (model.vision()) std::printf(", \"encode_ms\": %.3f, \"report_ms\": %.3f", median(enc), median(rep));
+      if (parallel > 1)
+        std::printf(", \"parallel\": %d, \"decode_1_tok_s\": %.3f, \"decode_parallel_tok_s\": %.3f", parallel,
+                    median(one_seq), median(n_seq));
+      if (!n_rep.empty()) std::printf(", \"reports_parallel_per_s\": %.3f", median(n_rep));
       std::printf("}\n");
     } else {
       std::printf("median: prefill %.2f tok/s, decode %.2f tok/s\n", median(pf), median(dc));
