@@ -430,6 +430,18 @@ void q4x8_gemv_avx2(const uint8_t* w, int64_t groups, const QActs& x, float* y, 
   });
 }
 
+// a + b in int16 lanes, as an add the compiler may not reassociate: with
+// plain adds GCC rebuilt q4x8_gemv_nt's running sums as trees over all 32 of
+// a block's products, which kept them all live and spilled them to the stack.
+inline __m256i add16_in_place(__m256i a, __m256i b) {
+#if defined(__GNUC__)
+  asm("vpaddw %1, %0, %0" : "+x"(a) : "x"(b));
+  return a;
+#else
+  return _mm256_add_epi16(a, b);
+#endif
+}
+
 template <int NT>
 void q4x8_gemv_nt(const uint8_t* w, int64_t groups, const QActs* x, float* const* y, const float* bias) {
   constexpr size_t kGroupBlock = x8_block_bytes(DType::Q4_0);
@@ -444,25 +456,31 @@ void q4x8_gemv_nt(const uint8_t* w, int64_t groups, const QActs* x, float* const
     for (int64_t b = 0; b < nb; ++b, p += kGroupBlock) {
       for (size_t l = 0; l < kGroupBlock; l += 64)
         _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetchBytes + l), _MM_HINT_T0);
-      __m256i lo[4], hi[4];
+      // A chunk at a time, so only its two nibble vectors are live beside the
+      // NT int16 sums and NT accumulators: with all eight kept for every
+      // token (one unpack per block either way) the 4-token loop ran out of
+      // the 16 registers and kept its accumulators on the stack.
+      __m256i s16[NT];
+      #pragma GCC unroll 4
+      for (int t = 0; t < NT; ++t) s16[t] = _mm256_setzero_si256();
       #pragma GCC unroll 4
       for (int c = 0; c < 4; ++c) {
         const __m256i v = x8_chunk(p, c);
-        lo[c] = _mm256_and_si256(v, low4);
-        hi[c] = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
+        const __m256i lo = _mm256_and_si256(v, low4);
+        const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
+        #pragma GCC unroll 4
+        for (int t = 0; t < NT; ++t) {
+          // As q4x8_gemv_avx2 forms a block's dot (integer sums: exact in any
+          // order, and every partial sum stays within the block's bound).
+          const int8_t* xq = x[t].q + b * 32;
+          s16[t] = add16_in_place(s16[t], _mm256_maddubs_epi16(lo, x8_quad(xq, c)));
+          s16[t] = add16_in_place(s16[t], _mm256_maddubs_epi16(hi, x8_quad(xq, c + 4)));
+        }
       }
       const __m256 scales = x8_scales(p);
       #pragma GCC unroll 4
       for (int t = 0; t < NT; ++t) {
-        // As q4x8_gemv_avx2 forms a block's dot (integer sums: exact in any order).
-        const int8_t* xq = x[t].q + b * 32;
-        __m256i s16 = _mm256_setzero_si256();
-        #pragma GCC unroll 4
-        for (int c = 0; c < 4; ++c) {
-          s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(lo[c], x8_quad(xq, c)));
-          s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(hi[c], x8_quad(xq, c + 4)));
-        }
-        const __m256i s = _mm256_add_epi32(_mm256_madd_epi16(s16, ones), _mm256_set1_epi32(x[t].corr[b]));
+        const __m256i s = _mm256_add_epi32(_mm256_madd_epi16(s16[t], ones), _mm256_set1_epi32(x[t].corr[b]));
         const __m256 d = _mm256_mul_ps(scales, _mm256_set1_ps(x[t].d[b]));
         acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), d, acc[t]);
       }
