@@ -244,10 +244,12 @@ int main(int argc, char** argv) {
                   opts.model_path.c_str(), model.backend().name(), model.backend_reason().c_str(), load_ms / 1000, prompt,
                   gen, runs, median(pf), median(pf_ms), median(dc));
       if (model.vision()) std::printf(", \"encode_ms\": %.3f, \"report_ms\": %.3f", median(enc), median(rep));
+      // tools/gpu-check/table.py reads parallel and reports_per_s.
+      std::printf(", \"parallel\": %d", parallel);
       if (parallel > 1)
-        std::printf(", \"parallel\": %d, \"decode_1_tok_s\": %.3f, \"decode_parallel_tok_s\": %.3f", parallel,
-                    median(one_seq), median(n_seq));
-      if (!n_rep.empty()) std::printf(", \"reports_parallel_per_s\": %.3f", median(n_rep));
+        std::printf(", \"decode_1_tok_s\": %.3f, \"decode_parallel_tok_s\": %.3f", median(one_seq), median(n_seq));
+      if (model.vision())
+        std::printf(", \"reports_per_s\": %.3f", n_rep.empty() ? 1000 / median(rep) : median(n_rep));
       std::printf("}\n");
     } else {
       std::printf("median: prefill %.2f tok/s, decode %.2f tok/s\n", median(pf), median(dc));
