@@ -457,9 +457,8 @@ void q4x8_gemv_nt(const uint8_t* w, int64_t groups, const QActs* x, float* const
       for (size_t l = 0; l < kGroupBlock; l += 64)
         _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetchBytes + l), _MM_HINT_T0);
       // A chunk at a time, so only its two nibble vectors are live beside the
-      // NT int16 sums and NT accumulators: with all eight kept for every
-      // token (one unpack per block either way) the 4-token loop ran out of
-      // the 16 registers and kept its accumulators on the stack.
+      // NT int16 sums and NT accumulators (16 registers in all for NT = 4);
+      // add16_in_place keeps the compiler from undoing that.
       __m256i s16[NT];
       #pragma GCC unroll 4
       for (int t = 0; t < NT; ++t) s16[t] = _mm256_setzero_si256();
